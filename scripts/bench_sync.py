@@ -1,0 +1,268 @@
+"""Benchmark the sync against the simulator and compare each run with its floor.
+
+The simulator and the worker run as their own processes, as in production.
+For every scenario it prints wall time (the job's own run, from the worker
+picking it up to its recorded end; "caller s" adds the queue pickup and the
+caller's polling, which the enqueue-to-start figure measures on its own), API requests by endpoint (from the
+simulator's stats), rows written per second, the worker's peak memory, and the
+ratio to the floor: the larger of
+
+    requests x latency / concurrency         (the request budget is the limit)
+    longest dependent chain x latency        (products -> a product's pages, one
+                                              after another -> its last bug batch)
+
+Usage:
+    python scripts/bench_sync.py [--latency-ms 100] [--scale seed] [--json]
+
+Exit status 1 when a sync misses 1.5x its floor or a budget below is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TOKEN = "bench-token"
+FLOOR_FACTOR = 1.5
+STARTUP_TRIES = 20
+
+
+def start_simulator(scale: str, latency_ms: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "testio_sync.simulator",
+            "--port",
+            "0",
+            "--scale",
+            scale,
+            "--seed",
+            "1",
+            "--token",
+            TOKEN,
+            "--latency-ms",
+            str(latency_ms),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if "http://" not in line:
+        proc.kill()
+        raise SystemExit(f"simulator did not start: {line!r}")
+    return proc, line.split()[-1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process so far, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, base_url: str, latency_ms: float, home: Path) -> None:
+        from testio_sync.settings import Secret, Settings
+
+        self.root = base_url.rsplit("/customer/v2", 1)[0]
+        self.latency_s = latency_ms / 1000
+        self.http = httpx.Client(base_url=self.root, timeout=60)
+        self.settings = Settings(
+            home=home, api_base_url=base_url, api_token=Secret(TOKEN), refresh_interval_s=0
+        )
+
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self.http.request(method, f"/_simulator/{path}", json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def rows(self) -> int:
+        from testio_sync.store import queries
+
+        counts = queries.entity_counts()
+        return counts["tests"] + counts["bugs"] + counts["features"] + counts["products"]
+
+    def run(self, name: str, service: Any, worker_pid: int, **kw: Any) -> dict[str, Any]:
+        self.control("POST", "stats/reset")
+        rows_before = self.rows()
+        started = time.monotonic()
+        handle = service.execute_sync(**kw)
+        result = handle.wait(600)
+        caller = time.monotonic() - started
+        from testio_sync.store import runs
+
+        row = runs.get_run(handle.run_id)
+        wall = (row.finished_at - row.started_at).total_seconds()  # the job, pickup excluded
+        stats = self.control("GET", "stats")
+        by_endpoint = stats["by_endpoint"]
+        requests = stats["total"]
+        pages = [p.get("pages", 0) for p in result.per_product.values()]
+        chain = 0
+        if "products" in [p.value for p in result.phases_completed]:
+            chain += 1
+        chain += max(pages, default=0)
+        if by_endpoint.get("bugs"):
+            chain += 1
+        floor = max(
+            requests * self.latency_s / self.settings.max_concurrent_requests,
+            chain * self.latency_s,
+        )
+        written = (
+            result.tests_discovered
+            + result.tests_updated
+            + result.bugs_refreshed
+            + result.features_refreshed
+            + result.products_synced
+        )
+        return {
+            "scenario": name,
+            "status": result.status.value,
+            "wall_s": round(wall, 3),
+            "caller_s": round(caller, 3),
+            "engine_s": round(result.duration_seconds, 3),
+            "requests": requests,
+            "by_endpoint": by_endpoint,
+            "chain": chain,
+            "floor_s": round(floor, 3),
+            "ratio": round(wall / floor, 2) if floor else None,
+            "rows_written": written,
+            "rows_per_s": round(written / wall) if wall else None,
+            "store_rows": self.rows(),
+            "store_rows_before": rows_before,
+            "worker_peak_mb": round(peak_rss_mb(worker_pid), 1),
+            "products": len(pages),
+        }
+
+
+def enqueue_to_start(service: Any, tries: int) -> dict[str, float]:
+    """Seconds from enqueue to the job's start, with an idle worker."""
+    from testio_sync.store import runs
+    from testio_sync.sync.types import SyncPhase, SyncScope
+
+    delays = []
+    for _ in range(tries):
+        time.sleep(0.6)  # let the worker go idle (its polling delay grows when idle)
+        handle = service.execute_sync(phases=[SyncPhase.PRODUCTS], scope=SyncScope())
+        handle.wait(60)
+        row = runs.get_run(handle.run_id)
+        delays.append((row.started_at - row.enqueued_at).total_seconds())
+    delays.sort()
+    return {
+        "median_s": round(statistics.median(delays), 3),
+        "p95_s": round(delays[max(0, math.ceil(0.95 * len(delays)) - 1)], 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--scale", default="seed", choices=["tiny", "seed", "large"])
+    parser.add_argument("--tries", type=int, default=STARTUP_TRIES)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+
+    sim, base_url = start_simulator(args.scale, args.latency_ms)
+    home = Path(tempfile.mkdtemp(prefix="testio-bench-"))
+    os.environ["TESTIO_SYNC_HOME"] = str(home)
+    worker = None
+    try:
+        from tasks.consumer import spawn_worker
+        from testio_sync.service import SyncService
+        from testio_sync.sync.types import DEFAULT_PHASES, SyncOptions, SyncPhase
+
+        bench = Bench(base_url, args.latency_ms, home)
+        service = SyncService(bench.settings)
+        worker = spawn_worker(bench.settings)
+        with_bugs = [*DEFAULT_PHASES, SyncPhase.BUGS]
+        rows = [
+            bench.run("full sync", service, worker.pid),
+            bench.run("full sync + bugs", service, worker.pid, phases=with_bugs),
+            bench.run("incremental, nothing new", service, worker.pid),
+        ]
+        bench.control("POST", "advance", {"hours": 24})
+        rows.append(bench.run("incremental after 24h", service, worker.pid))
+        rows.append(
+            bench.run(
+                "--force resync", service, worker.pid, options=SyncOptions(force_refresh=True)
+            )
+        )
+        startup = enqueue_to_start(service, args.tries)
+        truth = bench.control("GET", "truth")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(10)
+        sim.terminate()
+        sim.wait(10)
+
+    products = rows[0]["products"]
+    checks = {
+        f"every sync within {FLOOR_FACTOR}x of its floor": all(
+            r["ratio"] is not None and r["ratio"] <= FLOOR_FACTOR for r in rows
+        ),
+        "incremental with nothing new <= 2 requests per product + 1": rows[2]["requests"]
+        <= 2 * products + 1,
+        "enqueue-to-start median < 0.3 s": startup["median_s"] < 0.3,
+        "every sync succeeded": all(r["status"] == "succeeded" for r in rows),
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "scale": args.scale,
+                    "latency_ms": args.latency_ms,
+                    "runs": rows,
+                    "enqueue_to_start": startup,
+                    "truth": truth,
+                    "checks": checks,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"scale={args.scale} latency={args.latency_ms:.0f}ms concurrency="
+            f"{bench.settings.max_concurrent_requests}"
+        )
+        header = (
+            f"{'scenario':<26}{'status':<10}{'wall s':>8}{'caller s':>9}{'floor s':>9}{'ratio':>7}"
+            f"{'requests':>10}{'chain':>7}{'rows/s':>9}{'peak MB':>9}"
+        )
+        print(header)
+        for r in rows:
+            print(
+                f"{r['scenario']:<26}{r['status']:<10}{r['wall_s']:>8.2f}{r['caller_s']:>9.2f}"
+                f"{r['floor_s']:>9.2f}"
+                f"{r['ratio']:>7.2f}{r['requests']:>10}{r['chain']:>7}"
+                f"{r['rows_per_s'] or 0:>9}{r['worker_peak_mb']:>9.1f}"
+            )
+        for r in rows:
+            print(f"  {r['scenario']}: {json.dumps(r['by_endpoint'], sort_keys=True)}")
+        print(
+            f"enqueue-to-start: median {startup['median_s']}s, p95 {startup['p95_s']}s "
+            f"({args.tries} tries)"
+        )
+        for name, ok in checks.items():
+            print(f"[{'ok' if ok else 'MISSED'}] {name}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

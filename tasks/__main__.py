@@ -1,0 +1,16 @@
+"""``python -m tasks``: run the sync worker (the same as ``testio-sync worker``)."""
+
+import logging
+import sys
+
+from tasks.consumer import run_worker
+from testio_sync.errors import TestioSyncError
+from testio_sync.settings import Settings
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+try:
+    run_worker(Settings.from_env())
+except TestioSyncError as exc:
+    print(f"Error: {exc}", file=sys.stderr)
+    raise SystemExit(1) from None

@@ -1,0 +1,102 @@
+"""The huey tasks: run one sync job, and the periodic background-sync check.
+
+Both are thin: the job calls ``testio_sync.sync.runner.run_job``; the periodic
+task asks ``is_sync_due`` and enqueues an ordinary run with trigger
+``scheduler``, so a background sync is the same job as a CLI or MCP one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime
+
+from huey import crontab
+
+from tasks.liveness import hold_worker_lock, release_worker_lock
+from tasks.queue import current_settings, huey
+from testio_sync.dates import utc_now
+from testio_sync.settings import Settings
+from testio_sync.store import runs
+from testio_sync.store.db import open_database
+from testio_sync.sync.runner import run_job
+from testio_sync.sync.schedule import is_sync_due
+from testio_sync.sync.types import SyncRequest, SyncScope, SyncTrigger
+
+logger = logging.getLogger("testio_sync.worker")
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)
+
+
+@huey.task(retries=0)
+def run_sync_job(run_id: str) -> None:
+    """Run a queued sync; its outcome goes to ``sync_events``."""
+    asyncio.run(run_job(run_id, current_settings()))
+
+
+def enqueue_run(request: SyncRequest, settings: Settings) -> tuple[str, bool]:
+    """Attach to a covering queued/running run, or record a new one and enqueue it."""
+    open_database(settings.db_path)
+    return runs.create_or_attach(
+        request, run_id=new_run_id(), now=utc_now(), enqueue=lambda rid: run_sync_job(rid)
+    )
+
+
+def pending_run_ids() -> set[str]:
+    """Run ids whose job is still waiting in the queue."""
+    return {str(task.args[0]) for task in huey.pending() if task.args}
+
+
+def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> list[str]:
+    """Mark runs whose process died as abandoned (at worker start and before a sync)."""
+    open_database(settings.db_path)
+    pending = pending_run_ids()
+    return runs.mark_abandoned(now=now or utc_now(), is_pending=lambda rid: rid in pending)
+
+
+def check_background_sync(settings: Settings, *, now: datetime) -> str | None:
+    """Enqueue a background sync when it is due; returns its run id or None."""
+    open_database(settings.db_path)
+    recover_abandoned(settings, now=now)
+    if runs.active_runs():
+        return None
+    failures, last_failure = runs.scheduler_failures_since_success()
+    if not is_sync_due(
+        now=now,
+        last_completed=runs.last_sync_completed(),
+        interval_s=settings.refresh_interval_s,
+        failures=failures,
+        last_failure_at=last_failure,
+    ):
+        return None
+    request = SyncRequest(
+        scope=SyncScope(product_ids=settings.product_ids), trigger=SyncTrigger.SCHEDULER
+    )
+    run_id, _ = enqueue_run(request, settings)
+    logger.info("background sync due: run %s enqueued", run_id)
+    return run_id
+
+
+@huey.periodic_task(crontab(minute="*"))
+def background_sync() -> None:
+    """Every minute: is the persisted ``last_sync_completed`` older than the interval?"""
+    check_background_sync(current_settings(), now=utc_now())
+
+
+@huey.on_startup()
+def _worker_started() -> None:
+    settings = current_settings()
+    settings.ensure_home()
+    if not hold_worker_lock(settings.worker_lock_path):
+        logger.warning("another worker already runs for %s", settings.home)
+    abandoned = recover_abandoned(settings)
+    if abandoned:
+        logger.warning("runs abandoned by a dead process: %s", ", ".join(abandoned))
+
+
+@huey.on_shutdown()
+def _worker_stopped() -> None:
+    release_worker_lock(current_settings().worker_lock_path)

@@ -1,0 +1,263 @@
+"""Walking a product's exploratory tests page by page, surviving broken tests.
+
+The test list is the API's only paginated one: ``end_at`` descending, no total,
+no next link; it ends at a page with fewer than ``per_page`` items. One broken
+test makes its whole page answer HTTP 500 every time, so on a 500 the walker
+refetches the same range with smaller pages (10, 5, 2, 1) and records the one
+test that fails even alone as a ``BrokenSlot``. A page that is short *because*
+of such a recovery is not the end of the list: the end is judged on slots
+(tests plus broken ones), never on the number of tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from testio_sync.dates import parse_api_time
+from testio_sync.errors import ApiError, BadResponseError
+
+if TYPE_CHECKING:
+    from testio_sync.api.client import ApiClient
+
+__all__ = ["BrokenSlot", "PageLoopError", "TestPage", "TestPageWalker", "iter_test_pages"]
+
+logger = logging.getLogger(__name__)
+
+# Page sizes tried, in order, when a page answers 500 (the sizes the API is known to serve).
+SHRINK_SIZES = (10, 5, 2, 1)
+
+
+class PageLoopError(BadResponseError):
+    """A page repeated the previous page's tests exactly; walking on would never end."""
+
+
+@dataclass
+class BrokenSlot:
+    """A test that fails even alone; known by its position and its nearest loaded neighbours."""
+
+    product_id: int
+    position: int
+    prev_test_id: int | None = None
+    prev_end_at: str | None = None
+    next_test_id: int | None = None
+    next_end_at: str | None = None
+
+
+@dataclass
+class TestPage:
+    """One page of tests with the context a caller needs to decide whether to go on."""
+
+    __test__ = False  # not a pytest test class
+
+    product_id: int
+    page: int
+    per_page: int
+    start_position: int  # 0-based offset of the first slot
+    tests: list[dict[str, Any]]
+    broken: list[BrokenSlot]
+    recovered: bool  # the page failed and was refetched in smaller pages
+    is_last: bool  # the list really ended here
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def slots(self) -> int:
+        """Positions this page accounts for: loaded tests plus broken ones."""
+        return len(self.tests) + len(self.broken)
+
+
+@dataclass
+class _Range:
+    """What a recovery found in a range of positions."""
+
+    tests: dict[int, dict[str, Any]] = field(default_factory=dict)
+    broken: list[int] = field(default_factory=list)
+    end: int | None = None  # first position past the end of the list, if seen
+
+
+class TestPageWalker:
+    """Walks one product's test pages from ``start_page`` to the real end of the list.
+
+    State (current page, the previous page's ids and last test, warnings, why the
+    walk stopped) lives on the walker, so a caller can stop after any page.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self, client: ApiClient, product_id: int, *, per_page: int = 25, start_page: int = 1
+    ) -> None:
+        if per_page < 1 or start_page < 1:
+            raise ValueError("per_page and start_page must be at least 1")
+        self.client = client
+        self.product_id = product_id
+        self.per_page = per_page
+        self.page = start_page
+        self.warnings: list[str] = []
+        self.stop_reason: str | None = None  # "short_page" or "empty_page" once ended
+        self._prev_ids: list[Any] | None = None
+        self._tail: tuple[int, dict[str, Any]] | None = None  # last loaded test so far
+
+    async def pages(self) -> AsyncIterator[TestPage]:
+        """Yield pages until the list ends; safe to leave early (``break``/``aclose``).
+
+        Raises:
+            PageLoopError: a page repeated the previous one.
+            ApiError: any failure other than a page's 500 (which is shrunk instead).
+        """
+        while self.stop_reason is None:
+            page = await self.fetch_page(self.page)
+            ids = [t.get("id") for t in page.tests]
+            if ids and ids == self._prev_ids:
+                raise PageLoopError(
+                    f"Page {page.page} of product {self.product_id}'s tests repeats the "
+                    "previous page; stopping the walk",
+                    path=f"products/{self.product_id}/exploratory_tests",
+                )
+            self._prev_ids = ids
+            if page.is_last:
+                self.stop_reason = "empty_page" if page.slots == 0 else "short_page"
+            self.page += 1
+            yield page
+
+    async def fetch_page(self, page_number: int) -> TestPage:
+        """Fetch one page, shrinking it on a 500, with neighbours and order checked."""
+        start = (page_number - 1) * self.per_page
+        page = TestPage(self.product_id, page_number, self.per_page, start, [], [], False, False)
+        try:
+            items = await self.client.fetch_test_page(self.product_id, page_number, self.per_page)
+        except ApiError as exc:
+            if exc.status != 500:
+                raise
+            logger.warning(
+                "Page %d of product %d's tests failed (HTTP 500); refetching in smaller pages",
+                page_number,
+                self.product_id,
+            )
+            sizes = tuple(s for s in SHRINK_SIZES if s < self.per_page)
+            found = await self._recover(start, start + self.per_page, sizes)
+            page.recovered = True
+            page.tests = [found.tests[p] for p in sorted(found.tests)]
+            page.broken = [BrokenSlot(self.product_id, p) for p in sorted(found.broken)]
+            page.is_last = page.slots < self.per_page
+            if page.broken:
+                await self._fill_neighbours(page, found.tests)
+            last_position = max(found.tests, default=None)
+        else:
+            page.tests = items
+            page.is_last = page.slots < self.per_page
+            last_position = start + len(items) - 1 if items else None
+        self._check_order(page)
+        if last_position is not None:
+            self._tail = (last_position, page.tests[-1])
+        return page
+
+    async def _recover(self, lo: int, hi: int, sizes: tuple[int, ...]) -> _Range:
+        """Refetch positions ``[lo, hi)`` in pages of ``sizes[0]``; recurse into failures."""
+        found = _Range()
+        if not sizes:
+            found.broken = list(range(lo, hi))
+            return found
+        size, smaller = sizes[0], sizes[1:]
+        numbers = range(lo // size + 1, (hi - 1) // size + 2)
+        results = await asyncio.gather(
+            *(self.client.fetch_test_page(self.product_id, n, size) for n in numbers),
+            return_exceptions=True,
+        )
+        for number, result in zip(numbers, results, strict=True):
+            first = (number - 1) * size
+            a, b = max(lo, first), min(hi, first + size)
+            if isinstance(result, BaseException):
+                if not (isinstance(result, ApiError) and result.status == 500):
+                    raise result
+                sub = await self._recover(a, b, smaller)
+                found.tests.update(sub.tests)
+                found.broken.extend(sub.broken)
+                if sub.end is not None:
+                    found.end = sub.end
+                    break
+                continue
+            for offset, test in enumerate(result):
+                if a <= first + offset < b:
+                    found.tests[first + offset] = test
+            if len(result) < size:
+                found.end = first + len(result)
+                break
+        return found
+
+    async def _fill_neighbours(self, page: TestPage, tests: dict[int, dict[str, Any]]) -> None:
+        """Name each broken slot by the nearest tests that loaded on either side of it.
+
+        Neighbours may lie on the adjacent pages: the previous page's last test is
+        remembered, and at most one test on each side is fetched when not known.
+        """
+        before_page: dict[str, Any] | None = None
+        after_page: dict[str, Any] | None = None
+        if not tests or min(tests) > page.broken[0].position:
+            if self._tail is not None:
+                before_page = self._tail[1]
+            elif page.start_position > 0:
+                before_page = await self._fetch_one(page.start_position - 1)
+        if not page.is_last and (not tests or max(tests) < page.broken[-1].position):
+            after_page = await self._fetch_one(page.start_position + self.per_page)
+        for slot in page.broken:
+            before = [p for p in tests if p < slot.position]
+            after = [p for p in tests if p > slot.position]
+            prev = tests[max(before)] if before else before_page
+            nxt = tests[min(after)] if after else after_page
+            if prev is not None:
+                slot.prev_test_id, slot.prev_end_at = prev.get("id"), prev.get("end_at")
+            if nxt is not None:
+                slot.next_test_id, slot.next_end_at = nxt.get("id"), nxt.get("end_at")
+
+    async def _fetch_one(self, position: int) -> dict[str, Any] | None:
+        """The test at one position, or None if it is broken too or past the end."""
+        try:
+            items = await self.client.fetch_test_page(self.product_id, position + 1, 1)
+        except ApiError as exc:
+            if exc.status != 500:
+                raise
+            return None
+        return items[0] if items else None
+
+    def _check_order(self, page: TestPage) -> None:
+        """Warn (never fail) when ``end_at`` is not descending, within or across pages."""
+        chain = ([self._tail[1]] if self._tail and page.start_position > 0 else []) + page.tests
+        previous: tuple[Any, Any] | None = None
+        for test in chain:
+            try:
+                when = parse_api_time(test.get("end_at"))
+            except (TypeError, ValueError):
+                when = None
+            if when is None:
+                continue
+            if previous is not None and when > previous[1]:
+                message = (
+                    f"Product {self.product_id} page {page.page}: test {test.get('id')} ends "
+                    f"after test {previous[0]} listed before it (end_at not descending)"
+                )
+                page.warnings.append(message)
+                self.warnings.append(message)
+                logger.warning("%s", message)
+            previous = (test.get("id"), when)
+
+
+async def iter_test_pages(
+    client: ApiClient, product_id: int, *, per_page: int = 25, start_page: int = 1
+) -> AsyncIterator[TestPage]:
+    """Yield a product's test pages from ``start_page`` until the list really ends.
+
+    Raises:
+        PageLoopError: a page repeated the previous one.
+        ApiError: any failure other than a page's 500 (which is shrunk instead).
+    """
+    walker = TestPageWalker(client, product_id, per_page=per_page, start_page=start_page)
+    pages = walker.pages()
+    try:
+        async for page in pages:
+            yield page
+    finally:
+        await pages.aclose()

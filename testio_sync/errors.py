@@ -1,0 +1,85 @@
+"""The exception tree of testio-sync, grouped by what the caller does about it.
+
+    TestioSyncError                 str(e) is a user-ready sentence with no secret in it
+    ├── ConfigError                 missing token, bad setting, unwritable data dir
+    ├── UsageError                  a request that contradicts itself or names bad values
+    ├── ApiError (.status, .path)
+    │   ├── AuthError               401: fatal, stop the whole sync
+    │   ├── AccessError             403/404: skip that object, warn
+    │   ├── RetryableApiError       429/5xx/524/timeouts after the retry policy gave up
+    │   └── BadResponseError        body is not JSON or lacks its envelope key
+    ├── SyncError
+    │   ├── SyncLockedError (.holder)   the file lock wait timed out
+    │   └── SyncFailedError (.result)   a run finished failed
+    └── StoreError                  database missing, schema too new, disk full
+
+Foreign errors (httpx, peewee, sqlite3) are translated at the boundary of the
+package that meets them, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TestioSyncError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    __test__ = False  # not a pytest test class
+
+
+class ConfigError(TestioSyncError):
+    """A setting is missing or unusable."""
+
+
+class UsageError(TestioSyncError):
+    """A request names bad values or contradicts itself; nothing was changed."""
+
+
+class ApiError(TestioSyncError):
+    """The TestIO API answered with an error or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+
+class AuthError(ApiError):
+    """The token was refused (HTTP 401); retrying cannot help."""
+
+
+class AccessError(ApiError):
+    """One object is forbidden or unknown (HTTP 403/404); the rest of a sync goes on."""
+
+
+class RetryableApiError(ApiError):
+    """A transient failure (429, 5xx, 524, timeout) outlasted the retry policy."""
+
+
+class BadResponseError(ApiError):
+    """The body was not JSON or lacked its envelope key; nothing of it is stored."""
+
+
+class SyncError(TestioSyncError):
+    """A sync could not run or did not succeed."""
+
+
+class SyncLockedError(SyncError):
+    """Another process held the sync lock for longer than the wait allowed."""
+
+    def __init__(self, message: str, *, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+class SyncFailedError(SyncError):
+    """A run finished with status ``failed``; ``.result`` holds its SyncResult."""
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class StoreError(TestioSyncError):
+    """The local database is missing, too new, or cannot be written."""

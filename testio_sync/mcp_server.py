@@ -1,0 +1,374 @@
+"""The MCP server: seven slim tools over the SyncService, the report and the store.
+
+Tools validate, call one library function (``mcp_tools``, ``report``,
+``SyncService``) and return compact JSON with the same dict as structured
+content. ``TestioSyncError`` becomes a one-line ``ToolError`` naming a next
+step; nothing else about a failure (no traceback, no token) reaches the client.
+``run_server`` starts a worker when none is alive, so one command gives a
+working server, and stops that worker again on exit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+import anyio
+from filelock import FileLock
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, ValidationError
+
+from tasks.consumer import spawn_worker
+from tasks.liveness import worker_alive
+from testio_sync import mcp_tools, report
+from testio_sync.errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    StoreError,
+    SyncError,
+    SyncLockedError,
+    TestioSyncError,
+    UsageError,
+)
+from testio_sync.service import SyncService
+from testio_sync.settings import Settings
+from testio_sync.sync.lock import EntityLocks
+from testio_sync.sync.types import DEFAULT_PHASES, SyncTrigger
+
+logger = logging.getLogger("testio_sync.mcp")
+
+SERVER_NAME = "testio-sync"
+INSTRUCTIONS = (
+    "TestIO data from a local cache. Read tools answer from the cache (see data_as_of); "
+    "call sync_data to refresh it."
+)
+
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+SYNC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
+
+TestStatus = Literal[
+    "initialized", "waiting", "running", "locked", "customer_finalized", "archived", "cancelled"
+]
+BugStatus = Literal["active_accepted", "auto_accepted", "rejected", "open"]
+Ids = list[int]
+Limit = Annotated[int, Field(ge=1, le=100)]
+Offset = Annotated[int, Field(ge=0)]
+Day = Annotated[str | None, Field(description="YYYY-MM-DD or e.g. '30 days ago'")]
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def next_step(exc: TestioSyncError) -> str:
+    """What the caller can do about an error, by the kind of error."""
+    if isinstance(exc, AuthError):
+        return "Set a valid TESTIO_CUSTOMER_API_TOKEN for the server and restart it."
+    if isinstance(exc, ConfigError):
+        return "Fix the server's environment settings and restart it."
+    if isinstance(exc, ApiError):
+        return "The TestIO API failed; retry later (get_sync_status shows data freshness)."
+    if isinstance(exc, SyncLockedError):
+        return "Another sync holds the lock; call get_sync_status, then retry."
+    if isinstance(exc, SyncError):
+        return "Call get_sync_status for details."
+    if isinstance(exc, StoreError):
+        return "Check the data directory, or call sync_data to rebuild the cache."
+    return ""
+
+
+def one_line(text: str, secret: str | None = None) -> str:
+    """Collapse whitespace to one line and mask the token should it ever appear."""
+    if secret:
+        text = text.replace(secret, "***")
+    return " ".join(text.split())
+
+
+@contextmanager
+def tool_errors(settings: Settings) -> Iterator[None]:
+    """Turn the package's errors into a ToolError with a one-line reason and a next step."""
+    try:
+        yield
+    except TestioSyncError as exc:
+        reason = str(exc).rstrip(".")
+        step = next_step(exc) if not isinstance(exc, UsageError) else ""
+        secret = settings.api_token.reveal() if settings.api_token else None
+        raise ToolError(one_line(f"{reason}. {step}".strip(), secret)) from None
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """The first argument problem, on one line (pydantic's own text spans several)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "arguments"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return one_line(f"Invalid argument {where}: {first['msg']}{more}.")
+
+
+class TestioMCPServer(MCPServer):
+    """An MCPServer whose argument errors read as one line."""
+
+    __test__ = False
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                raise ToolError(
+                    f"Error executing tool {name}: {validation_reason(cause)}"
+                ) from cause
+            raise
+
+
+# -- schema slimming ---------------------------------------------------------------------
+
+
+def strip_titles(schema: Any) -> Any:
+    """The schema without pydantic's generated ``title`` keys (half a small tool's size)."""
+    if isinstance(schema, dict):
+        return {
+            key: strip_titles(value)
+            for key, value in schema.items()
+            if not (key == "title" and isinstance(value, str))
+        }
+    if isinstance(schema, list):
+        return [strip_titles(item) for item in schema]
+    return schema
+
+
+def slim_tool(fn: Any, annotations: ToolAnnotations) -> Tool:
+    """A tool with no output schema and no titles in its input schema."""
+    description = " ".join((inspect.getdoc(fn) or "").split())  # indentation costs tokens
+    tool = Tool.from_function(
+        fn, description=description, annotations=annotations, structured_output=False
+    )
+    properties = tool.parameters.get("properties", {})
+    tool.parameters = strip_titles(tool.parameters)
+    # A field named "title" is a property, not a generated title: keep it.
+    if "title" in properties:
+        tool.parameters["properties"]["title"] = strip_titles(properties["title"])
+    return tool
+
+
+def answer(data: dict[str, Any]) -> CallToolResult:
+    """Compact JSON text for the model and the same dict as structured content."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=mcp_tools.dumps(data))], structured_content=data
+    )
+
+
+# -- worker ------------------------------------------------------------------------------
+
+
+class WorkerKeeper:
+    """Starts a worker when none is alive (several servers share one) and stops its own."""
+
+    def __init__(self, settings: Settings, *, enabled: bool = True) -> None:
+        self.settings = settings
+        self.enabled = enabled
+        self.process: subprocess.Popen[bytes] | None = None
+        self._guard = threading.Lock()
+
+    def ensure(self) -> bool:
+        """Make sure a worker is alive; True when this call started one."""
+        if not self.enabled or worker_alive(self.settings.worker_lock_path):
+            return False
+        with self._guard:
+            self.settings.ensure_home()
+            # One starter at a time across processes, so two servers do not both spawn.
+            with FileLock(str(self.settings.home / "worker-start.lock"), timeout=30):
+                if worker_alive(self.settings.worker_lock_path):
+                    return False
+                logger.info("no worker alive: starting one")
+                try:
+                    self.process = spawn_worker(self.settings)
+                except (RuntimeError, OSError) as exc:
+                    # Syncs still run, in this process: a missing worker must not stop the server.
+                    logger.warning("could not start a worker: %s", exc)
+                    return False
+                return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the worker this server started (terminate, wait; kill if it hangs)."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> MCPServer:
+    """The MCP server with its seven tools; ``worker`` (if given) is kept alive for syncs."""
+    service = SyncService(settings)
+    locks = EntityLocks()
+
+    async def sync_data(
+        ctx: Context,
+        product_ids: Ids | None = None,
+        since: Day = None,
+        force: bool = False,
+    ) -> CallToolResult:
+        """Refresh the cache from TestIO (products, features, new tests); returns run stats."""
+        with tool_errors(settings):
+            scope, options = mcp_tools.sync_request_parts(product_ids, since, force)
+            if worker is not None:
+                await anyio.to_thread.run_sync(worker.ensure)
+            handle = await anyio.to_thread.run_sync(
+                lambda: service.execute_sync(
+                    DEFAULT_PHASES,
+                    scope,
+                    options,
+                    trigger=SyncTrigger.MCP,
+                    allow_in_process=True,
+                )
+            )
+            first = await anyio.to_thread.run_sync(handle.poll)
+            relay = mcp_tools.ProgressRelay(
+                lambda done, total, message: ctx.report_progress(done, total, message=message),
+                first.request.phases,
+            )
+            view = await handle.wait_async(settings.mcp_sync_wait_s, on_progress=relay)
+            return answer(mcp_tools.run_answer(view, attached=handle.attached))
+
+    def get_sync_status(run_id: str | None = None) -> CallToolResult:
+        """Show cache freshness and running syncs; with run_id, that run's progress or result."""
+        with tool_errors(settings):
+            if run_id:
+                return answer(mcp_tools.run_answer(service.handle(run_id.strip()).poll()))
+            return answer(mcp_tools.status_answer(service.status()))
+
+    async def get_product_quality_report(
+        product_ids: Ids,
+        start_date: Day = None,
+        end_date: Day = None,
+        statuses: list[TestStatus] | None = None,
+        testing_type: str | None = None,
+        test_ids: Ids | None = None,
+    ) -> CallToolResult:
+        """Test/bug counts, acceptance rates and health from cached data; sync_data refreshes it.
+
+        Dates filter on test end (UTC days); default statuses are the executed ones.
+        test_ids replaces the filters.
+        """
+        with tool_errors(settings):
+            filters = report.ReportFilters.parse(
+                product_ids,
+                start_date=start_date,
+                end_date=end_date,
+                statuses=statuses,
+                testing_type=testing_type,
+                test_ids=test_ids,
+            )
+            return answer(await report.quality_report(filters, settings, locks=locks))
+
+    def list_products() -> CallToolResult:
+        """List cached products with test counts and when their tests were synced."""
+        with tool_errors(settings):
+            return answer(mcp_tools.list_products_answer())
+
+    def list_tests(
+        product_ids: Ids,
+        statuses: list[TestStatus] | None = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+    ) -> CallToolResult:
+        """List cached tests of products, newest end first; paginated with limit/offset."""
+        with tool_errors(settings):
+            return answer(mcp_tools.list_tests_answer(product_ids, statuses, limit, offset))
+
+    def get_test_summary(test_id: int) -> CallToolResult:
+        """One cached test with its bug counts by status and severity."""
+        with tool_errors(settings):
+            return answer(mcp_tools.test_summary_answer(test_id))
+
+    def list_bugs(
+        test_ids: Ids | None = None,
+        product_ids: Ids | None = None,
+        statuses: list[BugStatus] | None = None,
+        severities: list[str] | None = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+    ) -> CallToolResult:
+        """List cached bugs of tests or products, newest first; paginated with limit/offset."""
+        with tool_errors(settings):
+            return answer(
+                mcp_tools.list_bugs_answer(
+                    test_ids, product_ids, statuses, severities, limit, offset
+                )
+            )
+
+    tools = [
+        slim_tool(sync_data, SYNC),
+        slim_tool(get_sync_status, READ_ONLY),
+        slim_tool(get_product_quality_report, READ_ONLY),
+        slim_tool(list_products, READ_ONLY),
+        slim_tool(list_tests, READ_ONLY),
+        slim_tool(get_test_summary, READ_ONLY),
+        slim_tool(list_bugs, READ_ONLY),
+    ]
+    return TestioMCPServer(SERVER_NAME, instructions=INSTRUCTIONS, tools=tools)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_server(
+    settings: Settings,
+    *,
+    transport: Literal["stdio", "http"] = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    start_worker: bool = True,
+) -> None:
+    """Serve MCP over stdio (default) or streamable HTTP at ``http://host:port/mcp``.
+
+    Starts a worker when none is alive (unless ``start_worker`` is False) and
+    stops it on exit. Logs go to stderr: on stdio, stdout is the protocol pipe.
+
+    Raises:
+        ConfigError: the data directory is unusable.
+    """
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    keeper = WorkerKeeper(settings, enabled=start_worker)
+    server = build_server(settings, worker=keeper)
+    in_main = threading.current_thread() is threading.main_thread()
+    # SIGTERM would end the process without cleanup and orphan the worker.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
+    try:
+        keeper.ensure()
+        if transport == "http":
+            server.run("streamable-http", host=host, port=port)
+        else:
+            server.run()
+    except KeyboardInterrupt:
+        logger.info("interrupted: shutting down")
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the worker stop undisturbed
+        keeper.stop()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,337 @@
+"""``SyncService``: the one library API the CLI, the MCP server and the worker share.
+
+``execute_sync`` validates a request, then attaches to a queued or running run
+that covers it or enqueues a new one, and returns a ``SyncHandle`` that waits
+for (or polls) the run's ``sync_events`` row. With no worker alive, a caller may
+run the job in its own process (``in_process=True``): the same job code, under
+the same file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tasks
+from tasks.liveness import worker_alive, worker_pid
+from testio_sync.dates import to_iso, utc_now
+from testio_sync.errors import StoreError, SyncError, UsageError
+from testio_sync.settings import Settings
+from testio_sync.store import queries, runs
+from testio_sync.store.db import open_database, restore_entities
+from testio_sync.store.models import SyncEvent
+from testio_sync.sync.lock import SyncLock, read_holder
+from testio_sync.sync.runner import backup_path_for, run_job
+from testio_sync.sync.types import (
+    DEFAULT_PHASES,
+    SyncOptions,
+    SyncPhase,
+    SyncProgress,
+    SyncRequest,
+    SyncResult,
+    SyncScope,
+    SyncStatus,
+    SyncTrigger,
+)
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+class SyncWaitTimeout(SyncError):
+    """The run did not finish within the wait; it goes on (``.run_id`` to follow it)."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+@dataclass
+class RunView:
+    """A run as a caller sees it while polling."""
+
+    run_id: str
+    status: SyncStatus
+    progress: SyncProgress
+    result: SyncResult | None
+    request: SyncRequest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "progress": self.progress.to_dict(),
+            "result": self.result.to_dict() if self.result else None,
+            "request": self.request.to_dict(),
+        }
+
+
+def view_of(row: SyncEvent) -> RunView:
+    status = SyncStatus(row.status)
+    return RunView(
+        run_id=row.run_id,
+        status=status,
+        progress=SyncProgress.from_dict(row.progress),
+        result=runs.result_of(row) if status.finished else None,
+        request=runs.request_of(row),
+    )
+
+
+@dataclass
+class SyncHandle:
+    """A queued or running run: poll it, or wait for its ``SyncResult``."""
+
+    run_id: str
+    attached: bool
+    settings: Settings
+    in_process: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def poll(self) -> RunView:
+        row = runs.get_run(self.run_id)
+        if row is None:
+            raise SyncError(f"Run {self.run_id} is unknown.")
+        return view_of(row)
+
+    def start(self) -> None:
+        """Start the in-process job in a thread (no-op for queued runs)."""
+        if self.in_process and self._thread is None:
+
+            def work() -> None:
+                asyncio.run(run_job(self.run_id, self.settings, should_stop=self._stop.is_set))
+
+            self._thread = threading.Thread(target=work, name=f"sync-{self.run_id}", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask an in-process run to stop cleanly, and wait for it to record its end."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+        poll_s: float = 0.05,
+    ) -> SyncResult:
+        """Block until the run finishes and return its result.
+
+        Raises:
+            SyncWaitTimeout: not finished within ``timeout_s`` (the run goes on).
+        """
+        self.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = self.poll()
+            if on_progress is not None:
+                on_progress(view.progress)
+            if view.result is not None:
+                if self._thread is not None:
+                    self._thread.join(5.0)
+                return view.result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SyncWaitTimeout(
+                    f"Run {self.run_id} is still {view.status.value}.", run_id=self.run_id
+                )
+            time.sleep(poll_s)
+
+    async def wait_async(
+        self,
+        timeout_s: float | None = None,
+        *,
+        on_progress: Callable[[SyncProgress], Any] | None = None,
+        poll_s: float = 0.05,
+    ) -> RunView:
+        """Await the run without blocking the loop; returns the last view (maybe unfinished)."""
+        self.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last: dict[str, Any] | None = None
+        while True:
+            view = await asyncio.to_thread(self.poll)
+            if on_progress is not None and view.progress.to_dict() != last:
+                last = view.progress.to_dict()
+                maybe = on_progress(view.progress)
+                if asyncio.iscoroutine(maybe):
+                    await maybe
+            if view.result is not None:
+                return view
+            if deadline is not None and time.monotonic() >= deadline:
+                return view
+            await asyncio.sleep(poll_s)
+
+
+class SyncService:
+    """Sync orchestration shared by every entry point."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.settings.ensure_home()
+        open_database(self.settings.db_path)
+        tasks.configure(self.settings)
+
+    # -- requests ------------------------------------------------------------------
+
+    def build_request(
+        self,
+        phases: list[SyncPhase] | tuple[SyncPhase, ...] | None = None,
+        scope: SyncScope | None = None,
+        options: SyncOptions | None = None,
+        trigger: SyncTrigger = SyncTrigger.CLI,
+    ) -> SyncRequest:
+        """Validate and complete a request (the default product filter applies).
+
+        Raises:
+            UsageError: contradictory options or products this store knows not to exist.
+        """
+        scope = scope or SyncScope()
+        if scope.product_ids is None and self.settings.product_ids:
+            scope = SyncScope(
+                product_ids=self.settings.product_ids,
+                since_date=scope.since_date,
+                entity_types=scope.entity_types,
+            )
+        if scope.since_date is not None and scope.since_date > utc_now():
+            raise UsageError("since is in the future")
+        if scope.product_ids:
+            known = set(queries.product_ids())
+            unknown = sorted(set(scope.product_ids) - known)
+            if known and unknown:
+                raise UsageError(
+                    f"Unknown product id(s): {', '.join(map(str, unknown))}. "
+                    "Known products are listed by `testio-sync status`."
+                )
+        return SyncRequest(
+            phases=tuple(phases or DEFAULT_PHASES),
+            scope=scope,
+            options=options or SyncOptions(),
+            trigger=trigger,
+        )
+
+    def worker_alive(self) -> bool:
+        return worker_alive(self.settings.worker_lock_path)
+
+    def execute_sync(
+        self,
+        phases: list[SyncPhase] | tuple[SyncPhase, ...] | None = None,
+        scope: SyncScope | None = None,
+        options: SyncOptions | None = None,
+        *,
+        trigger: SyncTrigger = SyncTrigger.CLI,
+        allow_in_process: bool = False,
+    ) -> SyncHandle:
+        """Enqueue a sync (or attach to one that covers it) and return its handle.
+
+        Raises:
+            UsageError: the request is invalid; nothing was enqueued.
+            SyncError: no worker is alive and ``allow_in_process`` is False.
+        """
+        request = self.build_request(phases, scope, options, trigger)
+        tasks.sync.recover_abandoned(self.settings)
+        if self.worker_alive():
+            run_id, attached = tasks.enqueue_run(request, self.settings)
+            return SyncHandle(run_id=run_id, attached=attached, settings=self.settings)
+        if not allow_in_process:
+            raise SyncError("No worker is running: start one with `testio-sync worker`.")
+        run_id, attached = runs.create_or_attach(
+            request,
+            run_id=tasks.sync.new_run_id(),
+            now=utc_now(),
+            enqueue=None,
+            owner_pid=os.getpid(),
+        )
+        return SyncHandle(
+            run_id=run_id, attached=attached, settings=self.settings, in_process=not attached
+        )
+
+    def handle(self, run_id: str) -> SyncHandle:
+        if runs.get_run(run_id) is None:
+            raise UsageError(f"No sync run {run_id!r} is recorded.")
+        return SyncHandle(run_id=run_id, attached=True, settings=self.settings)
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self, *, recent: int = 5) -> dict[str, Any]:
+        """Everything ``testio-sync status`` and ``get_sync_status`` show; no API calls."""
+        tasks.sync.recover_abandoned(self.settings)
+        now = utc_now()
+        last = runs.last_sync_completed()
+        holder = read_holder(self.settings.lock_path)
+        return {
+            "database": str(self.settings.db_path),
+            "database_bytes": queries.db_file_size(self.settings.db_path),
+            "counts": queries.entity_counts(),
+            "last_sync_completed": to_iso(last),
+            "last_sync_age_seconds": round((now - last).total_seconds()) if last else None,
+            "active_runs": [view_of(r).to_dict() for r in runs.active_runs()],
+            "lock_holder": holder,
+            "worker_alive": self.worker_alive(),
+            "worker_pid": worker_pid(self.settings.worker_lock_path),
+            "broken_tests": [
+                {
+                    "product_id": b.product_id,
+                    "position": b.position,
+                    "between_test_ids": [b.prev_test_id, b.next_test_id],
+                    "first_seen_at": to_iso(b.first_seen_at),
+                }
+                for b in queries.list_broken_tests()
+            ],
+            "products": queries.product_freshness(),
+            "recent_runs": [
+                {
+                    "run_id": r.run_id,
+                    "trigger": r.trigger,
+                    "status": r.status,
+                    "enqueued_at": to_iso(r.enqueued_at),
+                    "duration_seconds": r.duration_seconds,
+                    "error": r.error,
+                }
+                for r in runs.recent_runs(recent)
+            ],
+        }
+
+    # -- nuke and restore -----------------------------------------------------------
+
+    def nuke_preview(self, product_ids: tuple[int, ...] | None) -> dict[str, Any]:
+        """What a nuke would destroy, and where its backup would go."""
+        return {
+            "counts": queries.entity_counts(product_ids),
+            "product_ids": list(product_ids) if product_ids else None,
+            "database": str(self.settings.db_path),
+            "database_bytes": queries.db_file_size(self.settings.db_path),
+            "backup_path": str(backup_path_for(self.settings, utc_now())),
+        }
+
+    def list_backups(self) -> list[Path]:
+        return sorted(self.settings.backups_dir.glob("*.db"), key=lambda p: p.stat().st_mtime)
+
+    def restore(self, backup: Path | None = None) -> Path:
+        """Put a backup's data back, under the sync lock so no sync runs meanwhile.
+
+        Raises:
+            StoreError: there is no backup, or it is unusable.
+            SyncLockedError: a sync holds the lock for longer than the lock wait.
+        """
+        if backup is None:
+            backups = self.list_backups()
+            if not backups:
+                raise StoreError(f"No backup found in {self.settings.backups_dir}.")
+            backup = backups[-1]
+        if not backup.is_file():
+            raise StoreError(f"No backup at {backup}.")
+        lock = SyncLock(
+            self.settings.lock_path,
+            run_id=f"restore-{datetime.now(UTC):%H%M%S}",
+            timeout_s=self.settings.lock_timeout_s,
+        )
+        with lock:
+            restore_entities(backup, self.settings.db_path)
+        return backup

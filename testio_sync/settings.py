@@ -1,0 +1,181 @@
+"""Settings from the environment; the only module that reads ``os.environ``.
+
+Every entry point builds one ``Settings`` (``Settings.from_env()``) and passes it
+down, so tests and the demo can point a whole process at another data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from testio_sync.errors import ConfigError
+
+PRODUCTION_BASE_URL = "https://api.test.io/customer/v2"
+
+
+class Secret(str):
+    """A string that never shows itself in ``repr``, logs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_product_ids(raw: str, *, source: str = "product ids") -> tuple[int, ...]:
+    """Parse ``"598"``, ``"598,599"`` or ``"598 599"`` into positive ids.
+
+    Raises:
+        ConfigError: for anything that is not a positive whole number.
+    """
+    ids: list[int] = []
+    for part in raw.replace(",", " ").split():
+        if not part.isdigit() or int(part) <= 0:
+            raise ConfigError(f"{source}: {part!r} is not a positive product id")
+        if int(part) not in ids:
+            ids.append(int(part))
+    return tuple(ids)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives, how to reach the API, and the sync's limits."""
+
+    home: Path = field(default_factory=lambda: Path.home() / ".testio-sync")
+    api_base_url: str = PRODUCTION_BASE_URL
+    api_token: Secret | None = field(default=None, repr=False)
+    max_concurrent_requests: int = 10
+    http_timeout_s: float = 30.0
+    cache_ttl_s: int = 3600
+    refresh_interval_s: int = 3600
+    product_ids: tuple[int, ...] | None = None
+    lock_timeout_s: float = 30.0
+    mcp_sync_wait_s: float = 45.0
+    max_retries: int = 5
+    retry_max_wait_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``TESTIO_*`` variables; keyword overrides win over the environment.
+
+        Raises:
+            ConfigError: a variable holds an unusable value.
+        """
+        env = os.environ if env is None else env
+        home = home_from_env(env)
+        token = env.get("TESTIO_CUSTOMER_API_TOKEN", "").strip()
+        ids_raw = env.get("TESTIO_PRODUCT_IDS", "").strip()
+        settings = cls(
+            home=home,
+            api_base_url=(env.get("TESTIO_CUSTOMER_API_BASE_URL") or PRODUCTION_BASE_URL).rstrip(
+                "/"
+            ),
+            api_token=Secret(token) if token else None,
+            max_concurrent_requests=_int(env, "TESTIO_MAX_CONCURRENT_REQUESTS", 10, minimum=1),
+            http_timeout_s=float(_int(env, "TESTIO_HTTP_TIMEOUT_SECONDS", 30, minimum=1)),
+            cache_ttl_s=_int(env, "TESTIO_CACHE_TTL_SECONDS", 3600),
+            refresh_interval_s=_int(env, "TESTIO_REFRESH_INTERVAL_SECONDS", 3600),
+            product_ids=(
+                parse_product_ids(ids_raw, source="TESTIO_PRODUCT_IDS") if ids_raw else None
+            ),
+            lock_timeout_s=float(_int(env, "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", 30)),
+            mcp_sync_wait_s=float(_int(env, "TESTIO_MCP_SYNC_WAIT_SECONDS", 45, minimum=1)),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``TESTIO_*`` variables, for a child process (a worker)."""
+        env = {
+            "TESTIO_SYNC_HOME": str(self.home),
+            "TESTIO_CUSTOMER_API_BASE_URL": self.api_base_url,
+            "TESTIO_MAX_CONCURRENT_REQUESTS": str(self.max_concurrent_requests),
+            "TESTIO_HTTP_TIMEOUT_SECONDS": str(int(self.http_timeout_s)),
+            "TESTIO_CACHE_TTL_SECONDS": str(self.cache_ttl_s),
+            "TESTIO_REFRESH_INTERVAL_SECONDS": str(self.refresh_interval_s),
+            "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS": str(int(self.lock_timeout_s)),
+            "TESTIO_MCP_SYNC_WAIT_SECONDS": str(int(self.mcp_sync_wait_s)),
+            "TESTIO_PRODUCT_IDS": ",".join(map(str, self.product_ids or ())),
+        }
+        if self.api_token:
+            env["TESTIO_CUSTOMER_API_TOKEN"] = self.api_token.reveal()
+        return env
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "cache.db"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.home / "queue.db"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "sync.lock"
+
+    @property
+    def worker_lock_path(self) -> Path:
+        return self.home / "worker.lock"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    def require_token(self) -> Secret:
+        """The API token, or a ConfigError that says how to set it."""
+        if not self.api_token:
+            raise ConfigError(
+                "No API token: set TESTIO_CUSTOMER_API_TOKEN "
+                "(and TESTIO_CUSTOMER_API_BASE_URL for a non-production API)."
+            )
+        return self.api_token
+
+    def ensure_home(self) -> Path:
+        """Create the data directory private (0700) and return it.
+
+        Raises:
+            ConfigError: the directory cannot be created or written.
+        """
+        try:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.backups_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(self.home, 0o700)
+        except OSError as exc:
+            raise ConfigError(f"Cannot use data directory {self.home}: {exc.strerror}") from exc
+        if not os.access(self.home, os.W_OK):
+            raise ConfigError(f"Data directory {self.home} is not writable")
+        return self.home
+
+
+def touch_private(path: Path) -> Path:
+    """Create ``path`` as an empty 0600 file if absent, and make it 0600 if present.
+
+    SQLite and the lock library create files with the process umask; creating
+    them first keeps the data directory private whatever the umask is.
+    """
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return path
+
+
+def home_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """The data directory alone, for code that must not fail on other settings."""
+    env = os.environ if env is None else env
+    return Path(env.get("TESTIO_SYNC_HOME") or Path.home() / ".testio-sync").expanduser()

@@ -1,0 +1,170 @@
+"""The database handle: open, pragmas, schema version, backup and restore.
+
+One process works on one database file; ``open_database`` binds the models to it
+and upgrades its schema in place. Each unit of work opens and closes its own
+thread-local connection (``with db.connection_context():``); no connection is
+ever shared across concurrent tasks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from peewee import DatabaseError, OperationalError, SqliteDatabase
+
+from testio_sync.errors import StoreError
+from testio_sync.settings import touch_private
+from testio_sync.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from testio_sync.store.models import database
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 15000,
+    "foreign_keys": 1,
+    "synchronous": "normal",
+}
+
+_opened: dict[str, SqliteDatabase] = {}
+
+
+def open_database(path: Path, *, migrate: bool = True) -> SqliteDatabase:
+    """Bind the models to the SQLite file at ``path``, creating and upgrading it.
+
+    Raises:
+        StoreError: the file is not a database, or was written by a newer version.
+    """
+    key = str(Path(path).resolve())
+    db = _opened.get(key)
+    if db is None:
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        touch_private(Path(path))
+        db = SqliteDatabase(key, pragmas=PRAGMAS, check_same_thread=False)
+        if migrate:
+            ensure_schema(db)
+        _opened[key] = db
+    if database.obj is not db:
+        database.initialize(db)
+    _private_sidecars(Path(key))
+    return db
+
+
+def _private_sidecars(path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            sidecar.chmod(0o600)
+
+
+def schema_version(db: SqliteDatabase) -> int:
+    return int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+
+
+def ensure_schema(db: SqliteDatabase) -> int:
+    """Apply the missing migration steps, each in its own transaction.
+
+    Raises:
+        StoreError: the database is newer than this version of testio-sync knows.
+    """
+    try:
+        with db.connection_context():
+            current = schema_version(db)
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The database {db.database} has schema version {current}, newer than "
+                    f"this testio-sync supports ({SCHEMA_VERSION}); upgrade testio-sync."
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                with db.atomic("IMMEDIATE"):
+                    # Another process may have migrated while we waited for the lock.
+                    if schema_version(db) >= version:
+                        continue
+                    for statement in MIGRATIONS[version - 1]:
+                        db.execute_sql(statement)
+                    db.execute_sql(f"PRAGMA user_version = {version}")
+            return schema_version(db)
+    except (DatabaseError, OperationalError) as exc:
+        raise StoreError(f"Cannot open the database {db.database}: {exc}") from exc
+
+
+def close_database(path: Path) -> None:
+    """Forget an opened database (tests and restore use it)."""
+    db = _opened.pop(str(Path(path).resolve()), None)
+    if db is not None and not db.is_closed():
+        db.close()
+
+
+def backup_database(source: Path, dest: Path) -> Path:
+    """Copy a live database with SQLite's online backup into a private file.
+
+    Raises:
+        StoreError: the copy failed (the destination is then removed).
+    """
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    touch_private(dest)
+    src = sqlite3.connect(source)
+    out = sqlite3.connect(dest)
+    try:
+        src.backup(out)
+    except sqlite3.Error as exc:
+        out.close()
+        dest.unlink(missing_ok=True)
+        raise StoreError(f"Backup of {source} to {dest} failed: {exc}") from exc
+    finally:
+        src.close()
+        out.close()
+    return dest
+
+
+ENTITY_TABLES = (
+    "products",
+    "features",
+    "tests",
+    "test_features",
+    "bugs",
+    "users",
+    "broken_tests",
+    "sync_metadata",
+)
+
+
+def restore_entities(backup: Path, target: Path) -> None:
+    """Replace the mirrored data of ``target`` with the backup's, in one transaction.
+
+    The run log (``sync_events``) is kept: it is history, and a backup taken
+    during a run would otherwise bring that run back as "running". A backup
+    from an older schema is upgraded on a temporary copy first.
+
+    Raises:
+        StoreError: the backup is damaged, newer than this version, or unreadable.
+    """
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        copy = Path(tmp) / "restore.db"
+        backup_database(backup, copy)
+        check = sqlite3.connect(copy)
+        try:
+            verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"{backup} is not a testio-sync database: {exc}") from exc
+        finally:
+            check.close()
+        if verdict != "ok":
+            raise StoreError(f"The backup {backup} is damaged: {verdict}")
+        ensure_schema(SqliteDatabase(str(copy)))
+        conn = sqlite3.connect(target, timeout=15, isolation_level=None)
+        try:
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("ATTACH DATABASE ? AS backup", (str(copy),))
+            conn.execute("BEGIN IMMEDIATE")
+            for table in ENTITY_TABLES:
+                conn.execute(f'DELETE FROM main."{table}"')
+                conn.execute(f'INSERT INTO main."{table}" SELECT * FROM backup."{table}"')
+            conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE backup")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"Cannot restore {backup}: {exc}") from exc
+        finally:
+            conn.close()

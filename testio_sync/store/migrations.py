@@ -1,0 +1,75 @@
+"""Schema versions, each a list of SQL statements applied once, in order.
+
+A new database runs every step from version 1, so a fresh install and an
+upgraded one end with the same schema. ``PRAGMA user_version`` records the
+version reached. Steps are frozen once released: change the schema by adding one.
+"""
+
+from __future__ import annotations
+
+_V1 = [
+    'CREATE TABLE "products" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL,'
+    ' "type" TEXT, "description" TEXT, "is_sectioned" INTEGER NOT NULL,'
+    ' "section_ids" TEXT NOT NULL, "raw" TEXT NOT NULL, "synced_at" TEXT NOT NULL,'
+    ' "features_synced_at" TEXT, "tests_synced_at" TEXT)',
+    'CREATE TABLE "features" ("id" INTEGER NOT NULL PRIMARY KEY,'
+    ' "product_id" INTEGER NOT NULL, "title" TEXT NOT NULL, "description" TEXT,'
+    ' "howtofind" TEXT, "user_stories" TEXT NOT NULL, "section_ids" TEXT NOT NULL,'
+    ' "raw" TEXT NOT NULL, "synced_at" TEXT NOT NULL,'
+    ' FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX "features_product_id" ON "features" ("product_id")',
+    'CREATE TABLE "tests" ("id" INTEGER NOT NULL PRIMARY KEY, "product_id" INTEGER NOT NULL,'
+    ' "section_id" INTEGER, "title" TEXT, "status" TEXT NOT NULL, "review_status" TEXT,'
+    ' "testing_type" TEXT, "start_at" TEXT, "end_at" TEXT, "created_by" TEXT,'
+    ' "submitted_by" TEXT, "raw" TEXT NOT NULL, "synced_at" TEXT NOT NULL,'
+    ' "bugs_synced_at" TEXT,'
+    ' FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX "tests_product_id" ON "tests" ("product_id")',
+    'CREATE INDEX "tests_status" ON "tests" ("status")',
+    'CREATE INDEX "tests_end_at" ON "tests" ("end_at")',
+    'CREATE TABLE "test_features" ("id" INTEGER NOT NULL PRIMARY KEY,'
+    ' "test_id" INTEGER NOT NULL, "feature_id" INTEGER, "title" TEXT, "raw" TEXT NOT NULL,'
+    ' FOREIGN KEY ("test_id") REFERENCES "tests" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX "test_features_test_id" ON "test_features" ("test_id")',
+    'CREATE INDEX "test_features_feature_id" ON "test_features" ("feature_id")',
+    'CREATE TABLE "bugs" ("id" INTEGER NOT NULL PRIMARY KEY, "test_id" INTEGER NOT NULL,'
+    ' "product_id" INTEGER NOT NULL, "feature_id" INTEGER, "test_feature_id" INTEGER,'
+    ' "title" TEXT, "severity" TEXT, "status" TEXT, "auto_accepted" INTEGER NOT NULL,'
+    ' "known" INTEGER NOT NULL, "reject_reason" TEXT, "author_name" TEXT,'
+    ' "reported_at" TEXT, "raw" TEXT NOT NULL, "synced_at" TEXT NOT NULL,'
+    ' FOREIGN KEY ("test_id") REFERENCES "tests" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX "bugs_test_id" ON "bugs" ("test_id")',
+    'CREATE INDEX "bugs_product_id" ON "bugs" ("product_id")',
+    'CREATE TABLE "users" ("id" INTEGER NOT NULL PRIMARY KEY, "kind" TEXT NOT NULL,'
+    ' "name" TEXT NOT NULL, "first_seen_at" TEXT NOT NULL, "last_seen_at" TEXT NOT NULL)',
+    'CREATE UNIQUE INDEX "users_kind_name" ON "users" ("kind", "name")',
+    'CREATE TABLE "sync_events" ("id" INTEGER NOT NULL PRIMARY KEY, "run_id" TEXT NOT NULL,'
+    ' "trigger" TEXT NOT NULL, "phases" TEXT NOT NULL, "scope" TEXT NOT NULL,'
+    ' "options" TEXT NOT NULL, "status" TEXT NOT NULL, "enqueued_at" TEXT NOT NULL,'
+    ' "started_at" TEXT, "finished_at" TEXT, "duration_seconds" REAL,'
+    ' "owner_pid" INTEGER, "owner_started_at" REAL, "in_process" INTEGER NOT NULL,'
+    ' "progress" TEXT, "result" TEXT, "error" TEXT, "products_synced" INTEGER NOT NULL,'
+    ' "features_refreshed" INTEGER NOT NULL, "tests_discovered" INTEGER NOT NULL,'
+    ' "tests_updated" INTEGER NOT NULL, "tests_removed" INTEGER NOT NULL,'
+    ' "bugs_refreshed" INTEGER NOT NULL)',
+    'CREATE UNIQUE INDEX "sync_events_run_id" ON "sync_events" ("run_id")',
+    'CREATE INDEX "sync_events_status" ON "sync_events" ("status")',
+    'CREATE TABLE "sync_metadata" ("key" TEXT NOT NULL PRIMARY KEY, "value" TEXT,'
+    ' "updated_at" TEXT NOT NULL)',
+]
+
+# Version 2: broken tests are recorded, and bugs fetched after a test became
+# immutable are marked final so they are never fetched again.
+_V2 = [
+    'ALTER TABLE "tests" ADD COLUMN "bugs_final" INTEGER NOT NULL DEFAULT 0',
+    'CREATE TABLE "broken_tests" ("id" INTEGER NOT NULL PRIMARY KEY,'
+    ' "product_id" INTEGER NOT NULL, "position" INTEGER NOT NULL, "prev_test_id" INTEGER,'
+    ' "prev_end_at" TEXT, "next_test_id" INTEGER, "next_end_at" TEXT,'
+    ' "first_seen_at" TEXT NOT NULL, "last_seen_at" TEXT NOT NULL, "resolved_at" TEXT)',
+    'CREATE INDEX "broken_tests_product_id" ON "broken_tests" ("product_id")',
+    'CREATE UNIQUE INDEX "broken_tests_product_id_prev_test_id_next_test_id"'
+    ' ON "broken_tests" ("product_id", "prev_test_id", "next_test_id")',
+]
+
+MIGRATIONS: tuple[list[str], ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)

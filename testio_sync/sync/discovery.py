@@ -1,0 +1,255 @@
+"""NEW_TESTS for one product: walk the ``end_at``-descending pages and keep the store equal.
+
+The API has no delta endpoint and no total, so the walk decides alone when it
+has seen enough:
+
+- a forced walk, or a product with an unresolved broken test, goes to the end;
+- ``since`` stops at the first page whose tests all ended before it;
+- otherwise the walk stops at the first page holding an already-stored test,
+  plus one page when stored tests above that point were not seen (they may
+  have moved down; the contract's "one page more"), and stored tests above
+  the walked window that are still unseen were deleted upstream;
+- a **tail probe** then reads the one page where the product's oldest stored
+  test should sit: if the ids there are where the store says they should be,
+  nothing below the window changed; if not (a test deleted deep in the list),
+  the walk goes on to the end and reconciles the whole product.
+
+A complete walk (to the end, no ``since``) removes every stored test the API no
+longer lists, except those sitting where a broken test is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from testio_sync.api.pages import TestPage, TestPageWalker
+from testio_sync.dates import parse_api_time
+from testio_sync.store import queries, save
+from testio_sync.store.models import BrokenTest, ExploratoryTest, database
+from testio_sync.sync.context import RunContext, StopRequested
+
+PER_PAGE = 25
+
+
+def _end_at(test: dict[str, Any]) -> datetime | None:
+    return parse_api_time(test.get("end_at"))
+
+
+class ProductWalk:
+    """One product's walk: fetch, save, decide whether to go on, reconcile."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        pid: int,
+        *,
+        on_page: Callable[[Sequence[int]], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.on_page = on_page
+        self.pid = pid
+        options = ctx.request.options
+        self.force = options.force_refresh or options.nuke
+        self.since = ctx.request.scope.since_date
+        self.walker = TestPageWalker(ctx.client, pid, per_page=PER_PAGE)
+        with database.connection_context():
+            self.known = queries.stored_test_ids(pid)
+            self.pending_broken = list(
+                BrokenTest.select().where(
+                    (BrokenTest.product_id == pid) & BrokenTest.resolved_at.is_null()
+                )
+            )
+        self.seen: set[int] = set()
+        self.broken: list[tuple[int | None, int | None]] = []
+        self.last_test: dict[str, Any] | None = None  # the oldest test walked so far
+        self.next_page = 1
+        self.complete = False
+        self.cut_by_since = False
+        self.stats = ctx.product_stats(pid)
+
+    # -- fetching and saving -------------------------------------------------------
+
+    async def fetch(self, number: int, *, walker: TestPageWalker | None = None) -> TestPage:
+        if self.ctx.should_stop():
+            raise StopRequested("The sync was stopped before it finished.")
+        page = await (walker or self.walker).fetch_page(number)
+        self.ctx.api_successes += 1
+        for message in page.warnings:
+            self.ctx.warn(message)
+        return page
+
+    def save(self, page: TestPage) -> None:
+        now = self.ctx.now()
+        counts = save.save_tests(self.pid, page.tests, now=now)
+        self.seen.update(int(t["id"]) for t in page.tests)
+        if page.tests:
+            self.last_test = page.tests[-1]
+        for slot in page.broken:
+            save.record_broken_test(
+                self.pid,
+                slot.position,
+                slot.prev_test_id,
+                parse_api_time(slot.prev_end_at),
+                slot.next_test_id,
+                parse_api_time(slot.next_end_at),
+                now=now,
+            )
+            self.broken.append((slot.prev_test_id, slot.next_test_id))
+            self.ctx.warn(
+                f"Product {self.pid}: the test at position {slot.position} cannot be fetched "
+                f"(between tests {slot.prev_test_id} and {slot.next_test_id}); recorded, "
+                "the next sync retries it."
+            )
+        if self.on_page is not None and (counts.new_ids or counts.updated_ids):
+            # A new or changed test may have new bugs, whatever their age says.
+            self.on_page([*counts.new_ids, *counts.updated_ids])
+        result = self.ctx.result
+        result.tests_discovered += counts.new
+        result.tests_updated += counts.updated
+        self.stats["tests_new"] += counts.new
+        self.stats["tests_updated"] += counts.updated
+        self.stats["pages"] += 1
+        self.ctx.emit(
+            pages=self.ctx.progress.pages + 1,
+            tests_found=self.ctx.progress.tests_found + counts.new,
+        )
+
+    # -- the walk ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        must_finish = self.force or bool(self.pending_broken)
+        extra_page_taken = False
+        while True:
+            page = await self.fetch(self.next_page)
+            self.next_page += 1
+            if self.since is not None and self._older_than_since(page):
+                self.cut_by_since = True
+                break
+            self.save(page)
+            if page.is_last:
+                self.complete = True
+                break
+            if page.broken:
+                must_finish = True
+            if must_finish:
+                continue
+            if not any(int(t["id"]) in self.known for t in page.tests):
+                continue
+            if extra_page_taken or not self._unseen_above_window():
+                break
+            extra_page_taken = True  # stored tests above were not seen: maybe moved down
+        if self.complete:
+            self._reconcile_complete()
+        else:
+            self._reconcile_window()
+            if self.since is None and not self.cut_by_since and not await self._tail_matches():
+                await self._walk_to_end()
+        if not self.cut_by_since and (self.complete or self.pending_broken):
+            save.resolve_broken_tests(self.pid, self.broken, now=self.ctx.now())
+        save.touch_product(self.pid, now=self.ctx.now(), field="tests_synced_at")
+
+    def _older_than_since(self, page: TestPage) -> bool:
+        ends = [_end_at(t) for t in page.tests]
+        return bool(ends) and all(e is not None and e < self.since for e in ends)  # type: ignore[operator]
+
+    def _above_window(self) -> Any:
+        """Stored tests of this product ranked above the oldest walked test."""
+        query = ExploratoryTest.select(ExploratoryTest.id).where(
+            ExploratoryTest.product == self.pid
+        )
+        last_end = _end_at(self.last_test) if self.last_test else None
+        if last_end is not None:
+            query = query.where(
+                (ExploratoryTest.end_at > last_end) | ExploratoryTest.end_at.is_null()
+            )
+        return query
+
+    def _unseen_above_window(self) -> list[int]:
+        with database.connection_context():
+            return [t.id for t in self._above_window() if t.id not in self.seen]
+
+    def _reconcile_window(self) -> None:
+        """Stored tests that rank above the walked window but were not listed are gone."""
+        if self.last_test is None:
+            return
+        gone = self._unseen_above_window()
+        if gone:
+            save.delete_tests(gone)
+            self._removed(len(gone))
+
+    def _reconcile_complete(self) -> None:
+        if self.since is not None:
+            return
+        keep = self.seen | self._tests_near_broken()
+        removed = save.delete_missing_tests(self.pid, keep)
+        if removed:
+            self._removed(len(removed))
+
+    def _removed(self, count: int) -> None:
+        self.ctx.result.tests_removed += count
+        self.ctx.warn(f"Product {self.pid}: removed {count} tests no longer listed upstream.")
+
+    async def _tail_matches(self) -> bool:
+        """Read the page where the oldest stored test should be; True if it is there.
+
+        Ranks are taken from the store (``end_at`` descending): the test at rank
+        ``r`` must be at position ``r`` upstream if nothing below the window changed.
+        """
+        with database.connection_context():
+            ranked = [
+                t.id
+                for t in ExploratoryTest.select(ExploratoryTest.id)
+                .where(ExploratoryTest.product == self.pid)
+                .order_by(ExploratoryTest.end_at.desc(nulls="first"), ExploratoryTest.id)
+            ]
+        total = len(ranked)
+        walked = (self.next_page - 1) * PER_PAGE
+        if total <= walked:
+            return True
+        number = (total - 1) // PER_PAGE + 1
+        # A walker of its own: the probe is not adjacent to the walked pages.
+        probe = TestPageWalker(self.ctx.client, self.pid, per_page=PER_PAGE)
+        page = await self.fetch(number, walker=probe)
+        if page.broken or page.recovered:
+            return False
+        start = (number - 1) * PER_PAGE
+        upstream = [int(t["id"]) for t in page.tests]
+        # Same-instant ties may be listed in either order: compare as sets, plus the end.
+        if set(upstream) != set(ranked[start:]) or start + len(upstream) != total:
+            return False
+        self.save(page)  # it matched: keep its fresh copy
+        return True
+
+    async def _walk_to_end(self) -> None:
+        """Something below the window changed: walk on and reconcile the whole product."""
+        while True:
+            page = await self.fetch(self.next_page)
+            self.next_page += 1
+            self.save(page)
+            if page.is_last:
+                break
+        self.complete = True
+        # The walked window skipped no page, so every listed test was seen.
+        self._reconcile_complete()
+
+    def _tests_near_broken(self) -> set[int]:
+        """Stored tests where a broken test sits: not listed, but not deleted upstream."""
+        if not self.broken and not self.pending_broken:
+            return set()
+        keep: set[int] = set()
+        with database.connection_context():
+            records = BrokenTest.select().where(
+                (BrokenTest.product_id == self.pid) & BrokenTest.resolved_at.is_null()
+            )
+            for record in records:
+                query = ExploratoryTest.select(ExploratoryTest.id).where(
+                    ExploratoryTest.product == self.pid
+                )
+                if record.prev_end_at is not None:
+                    query = query.where(ExploratoryTest.end_at <= record.prev_end_at)
+                if record.next_end_at is not None:
+                    query = query.where(ExploratoryTest.end_at >= record.next_end_at)
+                keep.update(t.id for t in query if t.id not in self.seen)
+        return keep

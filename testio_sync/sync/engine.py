@@ -1,0 +1,116 @@
+"""``run_sync``: run a request's phases in order and build its ``SyncResult``.
+
+The engine knows nothing about huey, locks or where it runs: the job runner
+(``sync/runner.py``) claims the run, holds the lock and records the outcome.
+Per-object API failures become warnings or errors and the run goes on; a
+refused token (401) stops the run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from testio_sync.api.client import ApiClient
+from testio_sync.dates import utc_now
+from testio_sync.errors import AuthError, TestioSyncError
+from testio_sync.repositories import Repositories
+from testio_sync.settings import Settings
+from testio_sync.sync import phases
+from testio_sync.sync.context import ProgressSink, RunContext, StopRequested, null_progress
+from testio_sync.sync.types import (
+    SyncPhase,
+    SyncRequest,
+    SyncResult,
+    SyncStatus,
+)
+
+logger = logging.getLogger("testio_sync.sync")
+
+
+async def run_sync(
+    request: SyncRequest,
+    *,
+    run_id: str,
+    client: ApiClient,
+    settings: Settings,
+    sink: ProgressSink = null_progress,
+    now: Callable[[], datetime] = utc_now,
+    should_stop: Callable[[], bool] = lambda: False,
+    warnings: list[str] | None = None,
+) -> SyncResult:
+    """Run the phases of ``request`` in order and return the outcome.
+
+    Never raises for API or store failures: they end up in ``result.errors``
+    and the status (``failed`` when the run could not do its job, ``partial``
+    when it finished with errors).
+    """
+    started = time.monotonic()
+    result = SyncResult(
+        run_id=run_id,
+        status=SyncStatus.RUNNING,
+        trigger=request.trigger,
+        started_at=now(),
+        warnings=list(warnings or []),
+    )
+    ctx = RunContext(
+        request=request,
+        result=result,
+        client=client,
+        repos=Repositories(client, settings, now=now),
+        settings=settings,
+        sink=sink,
+        now=now,
+        should_stop=should_stop,
+    )
+    fatal: str | None = None
+    try:
+        await phases.resolve_scope(ctx)
+        if SyncPhase.PRODUCTS in request.phases:
+            await _timed(ctx, [SyncPhase.PRODUCTS], phases.run_products(ctx))
+        rest = [p for p in request.phases if p != SyncPhase.PRODUCTS]
+        if rest:
+            await _timed(ctx, rest, phases.run_product_pipeline(ctx, rest))
+    except AuthError as exc:
+        fatal = str(exc)
+    except StopRequested as exc:
+        fatal = str(exc)
+    except TestioSyncError as exc:
+        fatal = str(exc)
+    if fatal:
+        result.errors.append(fatal)
+    result.status = _status(ctx, fatal)
+    result.finished_at = now()
+    result.duration_seconds = time.monotonic() - started
+    ctx.emit(phase=None, message="finished")
+    verb = {SyncStatus.SUCCEEDED: "completed"}.get(result.status, result.status.value)
+    logger.info("Sync %s in %.1fs (run %s)", verb, result.duration_seconds, run_id)
+    return result
+
+
+async def _timed(ctx: RunContext, done: list[SyncPhase], work: Awaitable[None]) -> None:
+    """Run one step of the run, then mark its phases completed (in order) and log the time."""
+    if ctx.should_stop():
+        close = getattr(work, "close", None)
+        if close is not None:
+            close()
+        raise StopRequested("The sync was stopped before it finished.")
+    started = time.monotonic()
+    ctx.emit(phase=done[0].value, products_done=0, products_total=len(ctx.product_ids))
+    await work
+    ctx.result.phases_completed.extend(done)
+    names = ", ".join(p.value for p in done)
+    logger.info("run %s: %s done in %.2fs", ctx.result.run_id, names, time.monotonic() - started)
+
+
+def _status(ctx: RunContext, fatal: str | None) -> SyncStatus:
+    if fatal:
+        return SyncStatus.FAILED
+    if ctx.result.errors:
+        # Every API call failed: nothing was done, so it is not even partial.
+        if ctx.api_failures and not ctx.api_successes:
+            return SyncStatus.FAILED
+        return SyncStatus.PARTIAL
+    return SyncStatus.SUCCEEDED

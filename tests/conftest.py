@@ -1,0 +1,71 @@
+"""Shared fixtures: a real simulator on 127.0.0.1, a private data directory, a real consumer.
+
+The environment is pointed at a throwaway home before anything imports
+``tasks``, so no test touches the user's real ``~/.testio-sync``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_SESSION_HOME = tempfile.mkdtemp(prefix="testio-sync-tests-")
+os.environ["TESTIO_SYNC_HOME"] = _SESSION_HOME
+for _name in list(os.environ):
+    if _name.startswith("TESTIO_") and _name != "TESTIO_SYNC_HOME":
+        del os.environ[_name]
+
+import pytest  # noqa: E402
+
+from testio_sync.settings import Settings  # noqa: E402
+from testio_sync.simulator import Simulator  # noqa: E402
+from testsupport import TOKEN, make_settings  # noqa: E402
+
+__all__ = ["TOKEN", "make_settings"]
+
+
+@pytest.fixture(scope="session")
+def tiny_server() -> Iterator[tuple[Simulator, str]]:
+    """A tiny-scale simulator shared by the session (read-only use: no advance, no faults)."""
+    sim = Simulator(scale="tiny", seed=1, token=TOKEN)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        yield sim, server.base_url
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[tuple[Simulator, str]]:
+    """A tiny simulator of this test's own, free to advance and to break."""
+    sim = Simulator(scale="tiny", seed=2, token=TOKEN)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        yield sim, server.base_url
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home: Path, tiny_server: tuple[Simulator, str]) -> Settings:
+    return make_settings(home, tiny_server[1])
+
+
+@pytest.fixture
+def consumer(settings: Settings) -> Iterator[object]:
+    """A real huey consumer in this process (threads), bound to ``settings``."""
+    from tasks.consumer import build_consumer
+
+    worker = build_consumer(
+        settings, periodic=False, initial_delay=0.01, max_delay=0.05, flush_locks=True
+    )
+    worker._set_signal_handlers = lambda: None  # start() outside the main thread's signals
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(graceful=True)
+        from tasks.liveness import release_worker_lock
+
+        release_worker_lock(settings.worker_lock_path)

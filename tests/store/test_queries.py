@@ -1,0 +1,167 @@
+"""Read API: counts, scoping, bug-fetch selection, pagination, aggregates, freshness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from testio_sync.errors import StoreError
+from testio_sync.store import queries, save
+
+from . import payloads as api
+
+
+def _end(day: int) -> str:
+    return f"2026-03-{day:02d}T12:00:00+00:00"
+
+
+@pytest.fixture
+def catalog(db, now: datetime) -> None:
+    """Product 1: five tests ending on days 1-5 (+ one not started); product 2: one test."""
+    save.save_products([api.product(1), api.product(2, name="App")], now=now)
+    save.save_features(1, [api.feature(11), api.feature(12)], now=now)
+    tests = [api.exploratory_test(100 + d, end_at=_end(d), status="locked") for d in range(1, 6)]
+    tests[0]["status"] = "archived"
+    tests.append(api.exploratory_test(106, end_at=_end(20), status="waiting", testing_type=None))
+    save.save_tests(1, tests, now=now)
+    save.save_tests(2, [api.exploratory_test(201, product_id=2, created_by="Pete")], now=now)
+    save.save_bugs(
+        [101, 102, 201],
+        {
+            101: api.bugs_of_every_status(101, 1),
+            102: [api.bug(9, test_id=102, author="Una")],
+            201: [api.bug(20, test_id=201, author="Vic")],
+        },
+        now=now,
+        reject_reasons=api.REJECT_REASONS,
+    )
+
+
+def test_entity_counts_cover_everything_or_only_the_given_products(catalog) -> None:
+    """Scoped users are that scope's customers plus the testers of its bugs."""
+    assert queries.entity_counts() == {
+        "products": 2,
+        "features": 2,
+        "tests": 7,
+        "bugs": 6,
+        "users": 6,
+    }
+    assert queries.entity_counts([1]) == {
+        "products": 1,
+        "features": 2,
+        "tests": 6,
+        "bugs": 5,
+        "users": 4,
+    }
+    assert queries.entity_counts([2])["users"] == 2
+
+
+def test_tests_needing_bugs_follow_the_ttl_and_finality_rules(catalog, now) -> None:
+    """Final bugs never; not started only if never fetched; others when older than ttl."""
+    due = queries.tests_needing_bugs(product_ids=[1], since=None, ttl_s=3600, now=now)
+    assert due == [106, 105, 104, 103]
+    later = now + timedelta(hours=2)
+    due = queries.tests_needing_bugs(product_ids=[1], since=None, ttl_s=3600, now=later)
+    assert due == [106, 105, 104, 103, 102]
+    save.save_bugs([106], {106: []}, now=now)
+    due = queries.tests_needing_bugs(product_ids=None, since=None, ttl_s=3600, now=later)
+    assert due == [105, 104, 103, 102, 201]
+
+
+def test_tests_needing_bugs_honours_since_and_explicit_ids(catalog, now) -> None:
+    """since keeps tests ending on or after it; test_ids narrows further."""
+    since = datetime(2026, 3, 4, tzinfo=UTC)
+    due = queries.tests_needing_bugs(product_ids=[1], since=since, ttl_s=0, now=now)
+    assert due == [106, 105, 104]
+    due = queries.tests_needing_bugs(
+        product_ids=None, since=None, ttl_s=0, now=now, test_ids=[101, 102, 103]
+    )
+    assert due == [103, 102]
+
+
+def test_list_tests_pages_newest_end_first_with_a_total(catalog) -> None:
+    """Pagination keeps the order stable and reports the total in scope."""
+    page1, total = queries.list_tests(product_ids=[1], limit=4)
+    page2, _ = queries.list_tests(product_ids=[1], limit=4, offset=4)
+    assert total == 6
+    assert [t.id for t in page1 + page2] == [106, 105, 104, 103, 102, 101]
+
+
+def test_list_tests_filters_by_status_type_window_and_ids(catalog) -> None:
+    """Filters combine with AND; the window is on end_at."""
+    archived, total = queries.list_tests(statuses=["archived"])
+    assert ([t.id for t in archived], total) == ([101], 1)
+    untyped, _ = queries.list_tests(testing_type="coverage", product_ids=[1])
+    assert 106 not in {t.id for t in untyped}
+    window, _ = queries.list_tests(
+        start=datetime(2026, 3, 2, tzinfo=UTC), end=datetime(2026, 3, 4, tzinfo=UTC)
+    )
+    assert [t.id for t in window] == [103, 102]
+    some, total = queries.list_tests(test_ids=[201, 101, 999])
+    assert ([t.id for t in some], total) == ([201, 101], 2)
+
+
+def test_bug_counts_by_test_bucket_statuses_and_severities(catalog) -> None:
+    """Auto accepted is apart from actively accepted; tests without bugs show zeros."""
+    counts = queries.bug_counts_by_test([101, 103])
+    assert counts[101] == {
+        "total": 4,
+        "by_status": {"active_accepted": 1, "auto_accepted": 1, "rejected": 1, "open": 1},
+        "by_severity": {"low": 1, "critical": 1, "high": 2},
+    }
+    assert counts[103]["total"] == 0
+    assert set(queries.bug_counts_by_test(product_ids=[2])) == {201}
+
+
+def test_list_bugs_filters_and_pages(catalog) -> None:
+    """Filters by test, product, status and severity; total is before paging."""
+    bugs, total = queries.list_bugs(product_ids=[1], limit=2)
+    assert (len(bugs), total) == (2, 5)
+    rejected, _ = queries.list_bugs(statuses=["rejected"])
+    assert [(b.id, b.reject_reason) for b in rejected] == [(4, "not_reproducible")]
+    _, total = queries.list_bugs(test_ids=[101], severities=["high"])
+    assert total == 2
+
+
+def test_products_are_found_or_reported_missing(catalog) -> None:
+    """find_product gives None, get_product raises a StoreError subclass."""
+    assert queries.product_ids() == [1, 2]
+    assert [p.name for p in queries.list_products()] == ["App", "Web shop"]
+    assert queries.find_product(3) is None
+    with pytest.raises(StoreError, match="Product 3"):
+        queries.get_product(3)
+    assert queries.get_test(999) is None
+
+
+def test_statuses_and_stored_ids_are_read_in_bulk(catalog) -> None:
+    """test_statuses answers only for stored ids."""
+    assert queries.test_statuses([101, 201, 999]) == {101: "archived", 201: "running"}
+    assert queries.stored_test_ids(2) == {201}
+
+
+def test_freshness_reports_phase_times_and_the_oldest_test_walk(catalog, now) -> None:
+    """data_as_of is None until every product's tests were walked, then the oldest walk."""
+    assert queries.oldest_sync_time([1, 2]) is None
+    save.touch_product(1, now=now, field="tests_synced_at")
+    save.touch_product(2, now=now + timedelta(hours=1), field="tests_synced_at")
+    assert queries.oldest_sync_time([1, 2]) == now
+    assert queries.oldest_sync_time([2]) == now + timedelta(hours=1)
+    rows = {r["id"]: r for r in queries.product_freshness()}
+    assert rows[1]["test_count"] == 6
+    assert rows[2]["tests_synced_at"] == now + timedelta(hours=1)
+    assert rows[1]["features_synced_at"] == now
+
+
+def test_database_errors_become_store_errors(catalog, db) -> None:
+    """A peewee/sqlite failure is translated at the store boundary."""
+    with db.connection_context():
+        db.execute_sql("DROP TABLE bugs")
+    with pytest.raises(StoreError, match="Cannot list bugs"):
+        queries.list_bugs()
+
+
+def test_db_file_size_counts_the_file_and_its_log(catalog, db_path) -> None:
+    """Size on disk, zero for a missing file."""
+    assert queries.db_file_size(db_path) >= db_path.stat().st_size > 0
+    assert queries.db_file_size(db_path.with_name("absent.db")) == 0

@@ -1,0 +1,441 @@
+"""The MCP tools through ``mcp.Client`` in process: syncs, progress, reads, errors, budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+import tasks
+from testio_sync.dates import utc_now
+from testio_sync.mcp_server import WorkerKeeper, build_server
+from testio_sync.service import SyncService
+from testio_sync.settings import Secret, Settings
+from testio_sync.simulator import Simulator
+from testio_sync.store import runs
+from testio_sync.sync.lock import SyncLock
+from testio_sync.sync.types import SyncTrigger
+
+READ_TOOLS = {
+    "get_sync_status",
+    "get_product_quality_report",
+    "list_products",
+    "list_tests",
+    "get_test_summary",
+    "list_bugs",
+}
+EXECUTED = ("running", "locked", "archived", "customer_finalized")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[Client]:
+    async with Client(build_server(settings)) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """Call a tool that must succeed; its structured content, checked equal to its text."""
+    result = await client.call_tool(tool, args or {}, **kw)
+    text = result.content[0].text
+    assert not result.is_error, text
+    assert json.loads(text) == result.structured_content
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, args)
+    assert result.is_error, result
+    return result.content[0].text
+
+
+def settings_for(home: Path, server: tuple[Simulator, str], **overrides: Any) -> Settings:
+    sim, base_url = server
+    return Settings(
+        home=home,
+        api_base_url=base_url,
+        api_token=Secret(sim.token),
+        http_timeout_s=5.0,
+        lock_timeout_s=5.0,
+        retry_max_wait_s=1.0,
+        **overrides,
+    )
+
+
+def tool_dicts(tools: list[Any]) -> list[dict[str, Any]]:
+    """Tools as tools/list sends them (the library notes' measure)."""
+    return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
+
+
+def sentences(text: str) -> int:
+    return len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s])
+
+
+# -- schema budget ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_tool_list_stays_within_its_token_budget(settings: Settings) -> None:
+    """Whole tools/list <= 12,000 chars of JSON, sync_data <= 2,000, short descriptions."""
+    async with connected(settings) as client:
+        tools = (await client.list_tools()).tools
+    entries = {t["name"]: t for t in tool_dicts(tools)}
+
+    assert set(entries) == READ_TOOLS | {"sync_data"}
+    assert len(json.dumps(list(entries.values()))) <= 12_000
+    assert len(json.dumps(entries["sync_data"])) <= 2_000
+    for name, entry in entries.items():
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)+", name)
+        assert 1 <= sentences(entry["description"]) <= 3, name
+        assert "outputSchema" not in entry
+        assert '"title"' not in json.dumps(entry["inputSchema"]), name
+        read_only = entry["annotations"].get("readOnlyHint")
+        assert read_only is (name in READ_TOOLS), name
+    assert entries["sync_data"]["annotations"]["destructiveHint"] is False
+    report = entries["get_product_quality_report"]
+    assert "cached" in report["description"] and "sync_data" in report["description"]
+    assert report["inputSchema"]["required"] == ["product_ids"]
+    assert "force_refresh_bugs" not in json.dumps(report)
+    assert set(entries["sync_data"]["inputSchema"]["properties"]) == {
+        "product_ids",
+        "since",
+        "force",
+    }
+
+
+# -- sync_data ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def opened(settings: Settings) -> Settings:
+    """The store opened before a consumer starts (its startup hook opens it too)."""
+    SyncService(settings)
+    return settings
+
+
+@pytest.mark.anyio
+async def test_sync_data_runs_on_the_worker_and_resets_the_background_timer(
+    opened: Settings, tiny_server: tuple[Simulator, str], consumer: object
+) -> None:
+    """A full sync through the worker: counts, final progress, and the periodic check skips."""
+    settings = opened
+    truth = tiny_server[0].truth()
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with connected(settings) as client:
+        result = await call(client, "sync_data", {}, progress_callback=on_progress)
+        status = await call(client, "get_sync_status")
+
+    assert result["status"] == "succeeded"
+    assert result["attached"] is False
+    assert result["products_synced"] == truth["products"]
+    assert result["features_refreshed"] == truth["features"]
+    assert result["tests_discovered"] == truth["tests"]
+    assert result["errors"] == [] and result["duration_seconds"] >= 0
+    assert runs.get_run(result["run_id"]).trigger == "mcp"
+    assert progress[-1] == (100, 100, "finished")
+
+    assert status["worker_alive"] is True
+    assert status["last_sync_age_seconds"] is not None
+    assert {p["id"] for p in status["products"]} == {int(p) for p in truth["per_product"]}
+    assert status["active_runs"] == [] and status["broken_tests"] == []
+    assert status["data_as_of"] is not None
+
+    now = utc_now()
+    assert tasks.check_background_sync(settings, now=now) is None
+    later = now + timedelta(seconds=settings.refresh_interval_s - 60)
+    assert tasks.check_background_sync(settings, now=later) is None
+
+
+@pytest.mark.anyio
+async def test_sync_data_sends_progress_notifications_while_it_waits(
+    fresh_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """Progress grows to 100 and its messages name the phase, products done and tests found."""
+    fresh_server[0].update_faults(latency_ms=200)
+    settings = settings_for(tmp_path / "home", fresh_server)
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with connected(settings) as client:
+        result = await call(client, "sync_data", {}, progress_callback=on_progress)
+
+    assert result["status"] == "succeeded"
+    values = [done for done, _, _ in progress]
+    assert values == sorted(set(values)) and values[-1] == 100
+    assert {total for _, total, _ in progress} == {100}
+    assert progress[-1][2] == "finished"
+    middle = [m for _, _, m in progress[1:-1]]
+    assert middle, progress
+    pattern = r"(products|features|new_tests): \d+/\d+ products, \d+ tests found"
+    assert all(re.fullmatch(pattern, m or "") for m in middle), middle
+
+
+@pytest.mark.anyio
+async def test_a_failed_sync_says_failed_keeps_its_errors_and_does_not_reset_the_timer(
+    fresh_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """Revoked token: status failed with the reason, no token in the answer, timer untouched."""
+    sim = fresh_server[0]
+    settings = settings_for(tmp_path / "home", fresh_server)
+    async with connected(settings) as client:
+        first = await call(client, "sync_data", {})
+        assert first["status"] == "succeeded"
+        completed = runs.last_sync_completed()
+
+        sim.update_faults(token_revoked=True)
+        failed = await client.call_tool("sync_data", {"force": True})
+
+    body = failed.structured_content
+    assert body["status"] == "failed" and body["errors"]
+    assert "next_step" in body
+    assert sim.token not in failed.content[0].text
+    assert runs.last_sync_completed() == completed
+    due = completed + timedelta(seconds=settings.refresh_interval_s + 1)
+    assert tasks.check_background_sync(settings, now=due) is not None
+
+
+@pytest.mark.anyio
+async def test_a_slow_sync_answers_running_and_get_sync_status_follows_it_to_the_end(
+    fresh_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """After mcp_sync_wait_s the tool returns the run id; polling by run id ends in the result."""
+    sim = fresh_server[0]
+    sim.update_faults(latency_ms=150)
+    settings = settings_for(tmp_path / "home", fresh_server, mcp_sync_wait_s=0.2)
+    async with connected(settings) as client:
+        first = await call(client, "sync_data", {"product_ids": sorted(sim.world.products)[:2]})
+        assert first["status"] == "running"
+        assert set(first["progress"]) >= {"phase", "products_done", "products_total"}
+        assert first["run_id"] in first["next_step"]
+
+        seen: list[str] = []
+        with anyio.fail_after(30):
+            while True:
+                view = await call(client, "get_sync_status", {"run_id": first["run_id"]})
+                seen.append(view["status"])
+                if view["status"] != "running":
+                    break
+                await anyio.sleep(0.1)
+    assert view["status"] == "succeeded"
+    assert view["run_id"] == first["run_id"]
+    assert view["products_synced"] == 2
+    assert view["tests_discovered"] > 0
+
+
+@pytest.mark.anyio
+async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
+    fresh_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """A CLI run queued first: sync_data waits on that run instead of starting another."""
+    settings = settings_for(tmp_path / "home", fresh_server)
+    cli_run = SyncService(settings).execute_sync(trigger=SyncTrigger.CLI, allow_in_process=True)
+    started = False
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        nonlocal started
+        if not started:  # sync_data has attached: now let the CLI's run go
+            started = True
+            cli_run.start()
+
+    async with connected(settings) as client:
+        product = sorted(fresh_server[0].world.products)[0]
+        result = await call(
+            client, "sync_data", {"product_ids": [product]}, progress_callback=on_progress
+        )
+    cli_run.stop()
+
+    assert started
+    assert result["run_id"] == cli_run.run_id
+    assert result["attached"] is True
+    assert result["status"] == "succeeded"
+    assert runs.get_run(cli_run.run_id).trigger == "cli"
+    assert len(runs.recent_runs(10)) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("tool", "args", "fragment"),
+    [
+        ("sync_data", {"product_ids": ["x"]}, "product_ids.0"),
+        ("sync_data", {"product_ids": []}, "at least one id"),
+        ("sync_data", {"since": "someday"}, "is not a date"),
+        ("sync_data", {"since": "2999-01-01"}, "in the future"),
+        ("sync_data", {"product_ids": [999_999]}, "Unknown product id"),
+        ("get_sync_status", {"run_id": "nope"}, "No sync run 'nope'"),
+        ("get_product_quality_report", {}, "product_ids"),
+        ("get_product_quality_report", {"product_ids": [999_999]}, "not in the local cache"),
+        ("get_product_quality_report", {"product_ids": [1], "end_date": "x"}, "end_date"),
+        ("list_tests", {"product_ids": [1], "limit": 0}, "limit"),
+        ("list_tests", {"product_ids": [1], "statuses": ["done"]}, "statuses"),
+        ("get_test_summary", {"test_id": 1}, "Test 1 is not in the local cache"),
+        ("list_bugs", {}, "Give test_ids or product_ids"),
+    ],
+)
+async def test_bad_arguments_come_back_as_one_line_errors(
+    settings: Settings, tool: str, args: dict[str, Any], fragment: str
+) -> None:
+    SyncService(settings)
+    await _sync(settings)
+    async with connected(settings) as client:
+        text = await call_error(client, tool, args)
+    assert fragment in text
+    assert "\n" not in text and "Traceback" not in text
+
+
+async def _sync(settings: Settings) -> None:
+    handle = SyncService(settings).execute_sync(trigger=SyncTrigger.CLI, allow_in_process=True)
+    await handle.wait_async(30)
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def synced(settings: Settings) -> Settings:
+    """``settings`` after a full in-process sync of the tiny simulator."""
+    anyio.run(_sync, settings)
+    return settings
+
+
+@pytest.mark.anyio
+async def test_list_products_and_tests_answer_from_the_store_with_paging(
+    synced: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    sim = tiny_server[0]
+    truth = sim.truth()
+    pid = max(truth["per_product"], key=lambda p: truth["per_product"][p]["tests"])
+    count = truth["per_product"][pid]["tests"]
+    async with connected(synced) as client:
+        products = await call(client, "list_products")
+        page1 = await call(client, "list_tests", {"product_ids": [int(pid)], "limit": 5})
+        rest = await call(
+            client, "list_tests", {"product_ids": [int(pid)], "limit": 100, "offset": 5}
+        )
+        archived = await call(
+            client, "list_tests", {"product_ids": [int(pid)], "statuses": ["archived"]}
+        )
+
+    assert {p["id"]: p["test_count"] for p in products["products"]} == {
+        int(k): v["tests"] for k, v in truth["per_product"].items()
+    }
+    assert products["data_as_of"]
+    assert page1["total"] == count and page1["count"] == 5
+    assert page1["next_offset"] == 5 and "offset=5" in page1["hint"]
+    assert rest["count"] == count - 5 and "next_offset" not in rest and "hint" not in rest
+    ends = [t["end_at"] for t in page1["tests"] + rest["tests"]]
+    assert ends == sorted(ends, reverse=True)
+    with sim.lock:
+        n_archived = sum(
+            1
+            for t in sim.world.tests.values()
+            if t.product_id == int(pid) and t.status == "archived"
+        )
+    assert archived["total"] == n_archived
+    assert {t["status"] for t in archived["tests"]} == {"archived"}
+    assert page1["data_as_of"] and archived["data_as_of"]
+
+
+@pytest.mark.anyio
+async def test_report_test_summary_and_bug_list_agree_with_the_simulator(
+    synced: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """The report fetches bugs through the read-through; reads then see them."""
+    sim = tiny_server[0]
+    products = sorted(sim.world.products)
+    with sim.lock:
+        tests = [t for t in sim.world.tests.values() if t.status in EXECUTED]
+        bugs = [sim.world.bugs[b] for t in tests for b in sim.world.bugs_by_test[t.id]]
+        busiest = max(tests, key=lambda t: len(sim.world.bugs_by_test[t.id]))
+        own = [sim.world.bugs[b] for b in sim.world.bugs_by_test[busiest.id]]
+        auto = [b for b in bugs if b.auto_accepted and b.test_id in {t.id for t in tests}]
+    auto_in = sum(1 for b in auto if sim.world.tests[b.test_id].product_id == products[0])
+
+    async with connected(synced) as client:
+        before = await call(client, "get_test_summary", {"test_id": busiest.id})
+        report = await call(client, "get_product_quality_report", {"product_ids": products})
+        summary = await call(client, "get_test_summary", {"test_id": busiest.id})
+        listed = await call(client, "list_bugs", {"test_ids": [busiest.id], "limit": 100})
+        auto_listed = await call(
+            client,
+            "list_bugs",
+            {"product_ids": [products[0]], "statuses": ["auto_accepted"], "limit": 3},
+        )
+
+    assert before["bugs_fetched"] is False and "hint_bugs" in before
+    assert report["total_tests"] == len(tests)
+    assert report["total_bugs"] == len(bugs)
+    assert report["bugs_by_status"]["auto_accepted"] == len(auto)
+    assert len(report["products"]) == len(products)
+    assert sum(p["total_bugs"] for p in report["products"]) == len(bugs)
+    assert report["data_as_of"]
+
+    assert summary["bugs_fetched"] is True and summary["bugs"]["total"] == len(own)
+    severities: dict[str, int] = {}
+    for bug in own:
+        severities[bug.severity] = severities.get(bug.severity, 0) + 1
+    assert summary["bugs"]["by_severity"] == dict(sorted(severities.items()))
+    assert summary["data_as_of"]
+    assert listed["total"] == len(own) and {b["id"] for b in listed["bugs"]} == {b.id for b in own}
+    assert auto_listed["total"] == auto_in and auto_listed["count"] == min(3, auto_in)
+    assert {b["status"] for b in auto_listed["bugs"]} == {"auto_accepted"}
+    assert auto_listed["data_as_of"]
+
+
+@pytest.mark.anyio
+async def test_reads_answer_while_a_sync_holds_the_lock_and_a_write_is_open(
+    synced: Settings,
+) -> None:
+    """Reads take no file lock and SQLite WAL readers never wait for the writer."""
+    lock = SyncLock(synced.lock_path, run_id="other-run", timeout_s=1)
+    await lock.acquire()
+    writer = sqlite3.connect(synced.db_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE products SET name = name")
+    try:
+        async with connected(synced) as client:
+            with anyio.fail_after(5):
+                products = await call(client, "list_products")
+                await call(client, "list_tests", {"product_ids": [products["products"][0]["id"]]})
+                status = await call(client, "get_sync_status")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        await lock.release()
+    assert status["lock_holder"]
+
+
+def test_a_second_server_uses_the_running_worker_instead_of_starting_one(
+    settings: Settings, consumer: object
+) -> None:
+    keeper = WorkerKeeper(settings)
+    assert keeper.ensure() is False
+    assert keeper.process is None
+    keeper.stop()
+
+
+def test_no_worker_is_started_when_turned_off(settings: Settings) -> None:
+    keeper = WorkerKeeper(dataclasses.replace(settings), enabled=False)
+    start = time.monotonic()
+    assert keeper.ensure() is False
+    assert keeper.process is None and time.monotonic() - start < 1

@@ -1,0 +1,176 @@
+"""``testio-sync serve`` as a real stdio subprocess: the protocol pipe, the worker, the tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tasks.liveness import worker_alive
+from testio_sync.simulator import Simulator
+
+EXECUTED = ("running", "locked", "archived", "customer_finalized")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def server_env(home: Path, server: tuple[Simulator, str]) -> dict[str, str]:
+    sim, base_url = server
+    return {
+        "TESTIO_SYNC_HOME": str(home),
+        "TESTIO_CUSTOMER_API_BASE_URL": base_url,
+        "TESTIO_CUSTOMER_API_TOKEN": sim.token,
+        "TESTIO_HTTP_TIMEOUT_SECONDS": "5",
+    }
+
+
+@asynccontextmanager
+async def stdio_server(env: dict[str, str], *flags: str) -> AsyncIterator[Client]:
+    """``python -m testio_sync serve`` over stdio; any non-JSON line on its stdout fails."""
+    garbage: list[Exception] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, Exception):
+            garbage.append(message)
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "testio_sync", "serve", *flags], env=env
+    )
+    async with Client(params, message_handler=on_message, read_timeout_seconds=60) as client:
+        yield client
+    assert garbage == [], "the server wrote something other than JSON-RPC to stdout"
+
+
+async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **kw: Any) -> Any:
+    result = await client.call_tool(tool, args or {}, **kw)
+    assert not result.is_error, result.content[0].text
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content
+
+
+async def wait_until(condition: Any, timeout_s: float = 15) -> None:
+    with anyio.fail_after(timeout_s):
+        while not condition():
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_stdio_server_starts_one_shared_worker_syncs_and_stops_it_on_exit(
+    tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """The first server starts a worker, a second one uses it; only the first stops it."""
+    home = tmp_path / "home"
+    env = server_env(home, tiny_server)
+    truth = tiny_server[0].truth()
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(done)
+
+    async with stdio_server(env) as first:
+        tools = (await first.list_tools()).tools
+        listed = [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
+        assert len(json.dumps(listed)) <= 12_000
+        synced = await call(first, "sync_data", {}, progress_callback=on_progress)
+        status = await call(first, "get_sync_status")
+        assert synced["status"] == "succeeded"
+        assert synced["tests_discovered"] == truth["tests"]
+        assert progress and progress[-1] == 100
+        assert status["worker_alive"] is True and status["worker_pid"]
+        assert status["recent_runs"][0]["run_id"] == synced["run_id"]
+
+        async with stdio_server(env) as second:
+            shared = await call(second, "get_sync_status")
+            assert shared["worker_pid"] == status["worker_pid"]
+        await anyio.sleep(0.2)
+        assert worker_alive(home / "worker.lock"), "the second server stopped a worker not its own"
+
+    await wait_until(lambda: not worker_alive(home / "worker.lock"))
+
+
+@pytest.mark.anyio
+async def test_stdio_server_without_worker_syncs_in_process_and_reports(
+    tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """--no-worker: no worker appears; sync_data still runs, and the report matches the world."""
+    sim = tiny_server[0]
+    home = tmp_path / "home"
+    products = sorted(sim.world.products)
+    with sim.lock:
+        tests = [t for t in sim.world.tests.values() if t.status in EXECUTED]
+        bugs = sum(len(sim.world.bugs_by_test[t.id]) for t in tests)
+
+    async with stdio_server(server_env(home, tiny_server), "--no-worker") as client:
+        before = await call(client, "get_sync_status")
+        synced = await call(client, "sync_data", {"since": "3650 days ago"})
+        full = await call(client, "sync_data", {})
+        report = await call(client, "get_product_quality_report", {"product_ids": products})
+        page = await call(client, "list_tests", {"product_ids": products[:1], "limit": 3})
+        bad = await client.call_tool("get_product_quality_report", {"product_ids": [1]})
+
+    assert before["worker_alive"] is False and before["last_sync_completed"] is None
+    assert not worker_alive(home / "worker.lock")
+    assert synced["status"] == full["status"] == "succeeded"
+    assert report["total_tests"] == len(tests) and report["total_bugs"] == bugs
+    assert [p["product_id"] for p in report["products"]] == products
+    assert page["count"] == 3 and page["next_offset"] == 3
+    assert bad.is_error and "not in the local cache" in bad.content[0].text
+    assert "\n" not in bad.content[0].text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.anyio
+async def test_http_server_serves_on_localhost_and_sigterm_stops_it_and_its_worker(
+    tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """``serve --transport http``: tools at /mcp on 127.0.0.1; SIGTERM also ends its worker."""
+    home = tmp_path / "home"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testio_sync", "serve", "--transport", "http", "--port", str(port)],
+        env={**os.environ, **server_env(home, tiny_server)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def listening() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        await wait_until(listening, 20)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            tools = (await client.list_tools()).tools
+            status = await call(client, "get_sync_status")
+        assert len(tools) == 7
+        assert status["worker_alive"] is True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    await wait_until(lambda: not worker_alive(home / "worker.lock"))
