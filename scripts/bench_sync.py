@@ -3,9 +3,9 @@
 The simulator and the worker run as their own processes, as in production.
 For every scenario it prints wall time (the job's own run, from the worker
 picking it up to its recorded end; "caller s" adds the queue pickup and the
-caller's polling, which the enqueue-to-start figure measures on its own), API requests by endpoint (from the
-simulator's stats), rows written per second, the worker's peak memory, and the
-ratio to the floor: the larger of
+caller's polling, which the enqueue-to-start figure measures on its own), API
+requests by endpoint (from the simulator's stats), rows written per second, the
+worker's peak memory, and the ratio to the floor: the larger of
 
     requests x latency / concurrency         (the request budget is the limit)
     longest dependent chain x latency        (products -> a product's pages, one

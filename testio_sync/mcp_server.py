@@ -18,10 +18,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from typing import Annotated, Any, Literal
 
 import anyio
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -138,7 +139,10 @@ class TestioMCPServer(MCPServer):
 
 
 def strip_titles(schema: Any) -> Any:
-    """The schema without pydantic's generated ``title`` keys (half a small tool's size)."""
+    """The schema without pydantic's generated ``title`` keys (half a small tool's size).
+
+    Only string values are titles: a property named ``title`` maps to a schema dict.
+    """
     if isinstance(schema, dict):
         return {
             key: strip_titles(value)
@@ -156,11 +160,7 @@ def slim_tool(fn: Any, annotations: ToolAnnotations) -> Tool:
     tool = Tool.from_function(
         fn, description=description, annotations=annotations, structured_output=False
     )
-    properties = tool.parameters.get("properties", {})
     tool.parameters = strip_titles(tool.parameters)
-    # A field named "title" is a property, not a generated title: keep it.
-    if "title" in properties:
-        tool.parameters["properties"]["title"] = strip_titles(properties["title"])
     return tool
 
 
@@ -190,17 +190,17 @@ class WorkerKeeper:
         with self._guard:
             self.settings.ensure_home()
             # One starter at a time across processes, so two servers do not both spawn.
-            with FileLock(str(self.settings.home / "worker-start.lock"), timeout=30):
-                if worker_alive(self.settings.worker_lock_path):
-                    return False
-                logger.info("no worker alive: starting one")
-                try:
+            try:
+                with FileLock(str(self.settings.home / "worker-start.lock"), timeout=30):
+                    if worker_alive(self.settings.worker_lock_path):
+                        return False
+                    logger.info("no worker alive: starting one")
                     self.process = spawn_worker(self.settings)
-                except (RuntimeError, OSError) as exc:
-                    # Syncs still run, in this process: a missing worker must not stop the server.
-                    logger.warning("could not start a worker: %s", exc)
-                    return False
-                return True
+                    return True
+            except (RuntimeError, OSError, Timeout) as exc:
+                # Syncs still run, in this process: a missing worker must not stop the server.
+                logger.warning("could not start a worker: %s", exc)
+                return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the worker this server started (terminate, wait; kill if it hangs)."""
@@ -327,7 +327,14 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         slim_tool(get_test_summary, READ_ONLY),
         slim_tool(list_bugs, READ_ONLY),
     ]
-    return TestioMCPServer(SERVER_NAME, instructions=INSTRUCTIONS, tools=tools)
+    return TestioMCPServer(SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), tools=tools)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("testio-sync")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -348,11 +355,16 @@ def run_server(
     stops it on exit. Logs go to stderr: on stdio, stdout is the protocol pipe.
 
     Raises:
+        UsageError: an unknown transport.
         ConfigError: the data directory is unusable.
     """
+    if transport not in ("stdio", "http"):
+        raise UsageError(f"transport must be stdio or http, not {transport!r}")
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
+    for noisy in ("httpx", "httpx2"):  # one INFO line per API request
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     keeper = WorkerKeeper(settings, enabled=start_worker)
     server = build_server(settings, worker=keeper)
     in_main = threading.current_thread() is threading.main_thread()

@@ -273,18 +273,22 @@ def bugs_as_of(
 ) -> tuple[datetime | None, int]:
     """When the bugs in scope were last confirmed, and how many tests never had bugs fetched.
 
-    The oldest of: each test's own sync, and the bug fetch of each mutable test
-    (bugs of immutable tests are final once fetched, so they do not age).
+    The oldest sync of a mutable test or of its bugs: immutable tests and their
+    final bugs never change, so they do not age the data (they count only when
+    nothing in scope is mutable).
     """
     T = ExploratoryTest
-    mutable_fetch = Case(None, [(T.bugs_final == 0, T.bugs_synced_at)])
-    never = Case(None, [((T.bugs_final == 0) & T.bugs_synced_at.is_null(), 1)], 0)
+    mutable = T.bugs_final == 0
+    bugs_at = Case(None, [(mutable, T.bugs_synced_at)])
+    tests_at = Case(None, [(mutable, T.synced_at)])
+    never = Case(None, [(mutable & T.bugs_synced_at.is_null(), 1)], 0)
     where = [id_in(T.id, test_ids)] if test_ids is not None else []
     if product_ids is not None:
         where.append(id_in(T.product, product_ids))
-    query = T.select(fn.MIN(T.synced_at), fn.MIN(mutable_fetch), fn.SUM(never)).where(*where)
-    tests_at, bugs_at, missing = query.tuples().get()
-    return _min_time(_as_time(tests_at), _as_time(bugs_at)), int(missing or 0)
+    query = T.select(fn.MIN(tests_at), fn.MIN(bugs_at), fn.MIN(T.synced_at), fn.SUM(never))
+    mutable_at, fetched_at, any_at, missing = query.where(*where).tuples().get()
+    oldest = _min_time(_as_time(mutable_at), _as_time(fetched_at)) or _as_time(any_at)
+    return oldest, int(missing or 0)
 
 
 def _as_time(value: datetime | str | None) -> datetime | None:

@@ -18,10 +18,10 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
+from testsupport import TOKEN, make_settings, start_consumer, stop_consumer  # noqa: E402
 
 from testio_sync.settings import Settings  # noqa: E402
 from testio_sync.simulator import Simulator  # noqa: E402
-from testsupport import TOKEN, make_settings  # noqa: E402
 
 __all__ = ["TOKEN", "make_settings"]
 
@@ -54,18 +54,9 @@ def settings(home: Path, tiny_server: tuple[Simulator, str]) -> Settings:
 
 @pytest.fixture
 def consumer(settings: Settings) -> Iterator[object]:
-    """A real huey consumer in this process (threads), bound to ``settings``."""
-    from tasks.consumer import build_consumer
-
-    worker = build_consumer(
-        settings, periodic=False, initial_delay=0.01, max_delay=0.05, flush_locks=True
-    )
-    worker._set_signal_handlers = lambda: None  # start() outside the main thread's signals
-    worker.start()
+    """A real huey consumer in this process (threads), bound to ``settings``, alive."""
+    worker = start_consumer(settings)
     try:
         yield worker
     finally:
-        worker.stop(graceful=True)
-        from tasks.liveness import release_worker_lock
-
-        release_worker_lock(settings.worker_lock_path)
+        stop_consumer(worker, settings)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import pytest
 from conftest import TOKEN, make_settings
 from typer.testing import CliRunner, Result
 
+from tasks.liveness import worker_alive
 from testio_sync import cli
+from testio_sync.dates import to_iso
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries, runs
@@ -26,6 +29,14 @@ from testio_sync.sync.types import SyncResult, SyncStatus
 
 ENTITIES = ("products", "tests", "bugs", "features", "users")
 RESULT_KEYS = set(SyncResult(run_id="x", status=SyncStatus.SUCCEEDED).to_dict())
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def invoke(settings: Settings, *args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -67,6 +78,20 @@ def slow_server() -> Iterator[tuple[Simulator, str]]:
     sim = Simulator(scale="tiny", seed=3, token=TOKEN, latency_ms=800)
     with sim.serve(host="127.0.0.1", port=0) as server:
         yield sim, server.base_url
+
+
+@pytest.fixture
+def worker(settings: Settings, request: pytest.FixtureRequest) -> object:
+    """The conftest ``consumer``, started once this process has opened the database.
+
+    Opening first keeps the consumer's start-up hook from racing the CLI's first
+    ``open_database`` of the same file (that function is not thread-safe yet); the
+    worker counts as alive once that hook took the worker lock.
+    """
+    open_database(settings.db_path)
+    started = request.getfixturevalue("consumer")
+    wait_until(lambda: worker_alive(settings.worker_lock_path))
+    return started
 
 
 # -- modes and filters ----------------------------------------------------------------
@@ -143,25 +168,28 @@ def test_a_single_product_id_in_the_environment_scopes_the_sync(
     assert queries.product_ids() == [only]
 
 
-def test_since_limits_the_bug_refresh_to_tests_that_ended_after_it(
+def test_since_syncs_the_tests_ending_after_it_with_their_bugs(
     settings: Settings, tiny_server: tuple[Simulator, str]
 ) -> None:
-    """With ``--since DATE --with-bugs`` only tests ending on or after DATE get their bugs."""
+    """``--since DATE --with-bugs`` stores every test ending on or after DATE, with its bugs."""
     sim = tiny_server[0]
     with sim.lock:
         now = int(sim.now.timestamp())
         ended = sorted(t.end_at for t in sim.world.tests.values() if t.end_at < now)
         day = datetime.fromtimestamp(ended[len(ended) // 2], UTC).date()
-        cutoff = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        expected = sum(
-            len(sim.world.bugs_by_test[t.id])
+        cutoff = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        recent = {
+            t.id: len(sim.world.bugs_by_test[t.id])
             for t in sim.world.tests.values()
-            if t.end_at >= cutoff
-        )
+            if t.end_at >= cutoff.timestamp()
+        }
     data = sync_json(settings, "--since", day.isoformat(), "--with-bugs")
     assert data["status"] == "succeeded"
-    assert 0 < expected < sim.truth()["bugs"]
-    assert counts(settings)["bugs"] == expected
+    open_database(settings.db_path)
+    assert runs.get_run(data["run_id"]).scope["since_date"] == to_iso(cutoff)
+    stored = queries.bug_counts_by_test(list(recent))
+    assert {tid: stored[tid]["total"] for tid in recent} == recent
+    assert sum(recent.values()) > 0
 
 
 def test_json_output_is_the_sync_result_and_nothing_else(settings: Settings) -> None:
@@ -341,7 +369,7 @@ def test_no_wait_without_a_worker_refuses_and_records_nothing(settings: Settings
 
 
 def test_no_wait_with_a_worker_prints_the_run_id_and_the_worker_runs_it(
-    settings: Settings, consumer: object
+    settings: Settings, worker: object
 ) -> None:
     """The CLI returns at once with the run id; the worker finishes the run."""
     from testio_sync.service import SyncService
@@ -355,39 +383,10 @@ def test_no_wait_with_a_worker_prints_the_run_id_and_the_worker_runs_it(
 
 
 def test_with_a_worker_the_sync_runs_there_and_the_cli_waits(
-    settings: Settings, consumer: object
+    settings: Settings, worker: object
 ) -> None:
     """A live worker takes the run; no in-process note, same summary."""
-    import threading
-    print("THREADS", [t.name for t in threading.enumerate()])
-    from testio_sync.store.models import database
-    print("DB", database.obj.database if database.obj else None, settings.db_path)
-    import traceback as tb2
-    from peewee import SqliteDatabase
-    orig_connect = SqliteDatabase.connect
-    def connect(self, *a, **k):
-        print("CONNECT", threading.current_thread().name, self.database[-40:], len(self._state.ctx), flush=True)
-        if threading.current_thread().name == "MainThread" and not self._state.closed: tb2.print_stack(limit=8)
-        return orig_connect(self, *a, **k)
-    SqliteDatabase.connect = connect
-    orig_close = SqliteDatabase.close
-    def close(self, *a, **k):
-        print("CLOSE", threading.current_thread().name, self.database[-40:], len(self._state.ctx), flush=True)
-        return orig_close(self, *a, **k)
-    SqliteDatabase.close = close
-    from peewee import DatabaseProxy
-    orig_init = DatabaseProxy.initialize
-    def initialize(self, obj):
-        print("INIT", threading.current_thread().name, obj.database[-60:], flush=True)
-        tb2.print_stack(limit=6)
-        return orig_init(self, obj)
-    DatabaseProxy.initialize = initialize
     result = invoke(settings, "sync")
-    DatabaseProxy.initialize = orig_init
-    SqliteDatabase.connect = orig_connect
-    SqliteDatabase.close = orig_close
-    import traceback
-    if result.exc_info: traceback.print_exception(*result.exc_info)
     assert result.exit_code == 0, result.output
     assert "No worker is running" not in result.output
     assert "Sync completed in " in result.stdout
@@ -452,9 +451,7 @@ def test_dry_run_lists_products_and_estimates_a_forced_sync(
     assert counts(settings) == before_counts
 
 
-@pytest.mark.parametrize(
-    "command", ["sync", "status", "restore", "worker", "simulate", "serve"]
-)
+@pytest.mark.parametrize("command", ["sync", "status", "restore", "worker", "simulate", "serve"])
 def test_every_command_has_help_with_an_example(settings: Settings, command: str) -> None:
     """``<command> --help`` exits 0 and ends with an example."""
     result = invoke(settings, command, "--help")

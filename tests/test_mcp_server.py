@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,12 +14,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from testsupport import TOKEN, make_settings
 
 import tasks
 from testio_sync.dates import utc_now
 from testio_sync.mcp_server import WorkerKeeper, build_server
 from testio_sync.service import SyncService
-from testio_sync.settings import Secret, Settings
+from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import runs
 from testio_sync.sync.lock import SyncLock
@@ -65,16 +64,7 @@ async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
 
 
 def settings_for(home: Path, server: tuple[Simulator, str], **overrides: Any) -> Settings:
-    sim, base_url = server
-    return Settings(
-        home=home,
-        api_base_url=base_url,
-        api_token=Secret(sim.token),
-        http_timeout_s=5.0,
-        lock_timeout_s=5.0,
-        retry_max_wait_s=1.0,
-        **overrides,
-    )
+    return make_settings(home, server[1], retry_max_wait_s=1.0, **overrides)
 
 
 def tool_dicts(tools: list[Any]) -> list[dict[str, Any]]:
@@ -209,7 +199,7 @@ async def test_a_failed_sync_says_failed_keeps_its_errors_and_does_not_reset_the
     body = failed.structured_content
     assert body["status"] == "failed" and body["errors"]
     assert "next_step" in body
-    assert sim.token not in failed.content[0].text
+    assert TOKEN not in failed.content[0].text
     assert runs.last_sync_completed() == completed
     due = completed + timedelta(seconds=settings.refresh_interval_s + 1)
     assert tasks.check_background_sync(settings, now=due) is not None
@@ -295,7 +285,6 @@ async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
 async def test_bad_arguments_come_back_as_one_line_errors(
     settings: Settings, tool: str, args: dict[str, Any], fragment: str
 ) -> None:
-    SyncService(settings)
     await _sync(settings)
     async with connected(settings) as client:
         text = await call_error(client, tool, args)
@@ -435,7 +424,7 @@ def test_a_second_server_uses_the_running_worker_instead_of_starting_one(
 
 
 def test_no_worker_is_started_when_turned_off(settings: Settings) -> None:
-    keeper = WorkerKeeper(dataclasses.replace(settings), enabled=False)
-    start = time.monotonic()
+    keeper = WorkerKeeper(settings, enabled=False)
     assert keeper.ensure() is False
-    assert keeper.process is None and time.monotonic() - start < 1
+    assert keeper.process is None
+    assert not WorkerKeeper(settings).settings.worker_lock_path.exists()

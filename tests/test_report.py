@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testsupport import TOKEN, make_settings
 
 from testio_sync.errors import UsageError
 from testio_sync.report import (
@@ -23,7 +24,7 @@ from testio_sync.report import (
     quality_report,
 )
 from testio_sync.service import SyncService
-from testio_sync.settings import Secret, Settings
+from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store.db import open_database
 from testio_sync.store.models import ExploratoryTest, database
@@ -34,10 +35,7 @@ BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open")
 
 def synced_settings(home: Path, server: tuple[Simulator, str]) -> Settings:
     """Settings for ``home`` after a full in-process sync of ``server`` (no bugs yet)."""
-    sim, base_url = server
-    settings = Settings(
-        home=home, api_base_url=base_url, api_token=Secret(sim.token), http_timeout_s=5.0
-    )
+    settings = make_settings(home, server[1])
     handle = SyncService(settings).execute_sync(trigger=SyncTrigger.CLI, allow_in_process=True)
     assert handle.wait(30).status == SyncStatus.SUCCEEDED
     return settings
@@ -362,4 +360,4 @@ def test_a_failed_refresh_is_reported_and_stored_data_used(
     assert report["total_tests"] > 0 and report["total_bugs"] == 0
     assert any("could not be refreshed" in w for w in report["warnings"])
     assert any("never fetched" in w for w in report["warnings"])
-    assert sim.token not in str(report)
+    assert TOKEN not in str(report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from testio_sync.settings import Secret, Settings
@@ -20,3 +22,33 @@ def make_settings(home: Path, base_url: str, **overrides: object) -> Settings:
     }
     options.update(overrides)
     return Settings(**options)  # type: ignore[arg-type]
+
+
+def wait_for(condition: Callable[[], object], *, timeout_s: float = 10.0, what: str = "") -> None:
+    """Wait until ``condition()`` is true, polling; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.01)
+
+
+def start_consumer(settings: Settings) -> object:
+    """A real huey consumer (threads) in this process, returned once it is alive."""
+    from tasks.consumer import build_consumer
+    from tasks.liveness import worker_alive
+
+    worker = build_consumer(
+        settings, periodic=False, initial_delay=0.01, max_delay=0.05, flush_locks=True
+    )
+    worker._set_signal_handlers = lambda: None  # start() outside the main thread's signals
+    worker.start()
+    wait_for(lambda: worker_alive(settings.worker_lock_path), what="the worker to start")
+    return worker
+
+
+def stop_consumer(worker: object, settings: Settings) -> None:
+    from tasks.liveness import release_worker_lock
+
+    worker.stop(graceful=True)  # type: ignore[attr-defined]
+    release_worker_lock(settings.worker_lock_path)

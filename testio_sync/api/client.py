@@ -100,7 +100,7 @@ class ApiClient:
         self._resume_at = 0.0  # loop time before which no request may start (429 gate)
         # Once the token is refused, every later or queued request fails without sending:
         # a revoked token must stop a sync at once, not after a wave of 401s.
-        self._refused: AuthError | None = None
+        self._auth_failed = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: Any) -> ApiClient:
@@ -250,7 +250,7 @@ class ApiClient:
                 continue
             error = _error_for(decision, outcome, path, failures)
             if isinstance(error, AuthError):
-                self._refused = error
+                self._auth_failed = True
             raise error
 
     async def _send(
@@ -264,7 +264,7 @@ class ApiClient:
         async with self._slots:
             # The gate may have closed while this request queued for a slot.
             await self._wait_for_gate()
-            if self._refused is not None:
+            if self._auth_failed:
                 return None
             self.request_count += 1
             try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from testio_sync.dates import parse_api_time
-from testio_sync.errors import ApiError, BadResponseError
+from testio_sync.errors import ApiError, AuthError, BadResponseError
 
 if TYPE_CHECKING:
     from testio_sync.api.client import ApiClient
@@ -78,6 +78,18 @@ class _Range:
     end: int | None = None  # first position past the end of the list, if seen
 
 
+_Tail = tuple[int, dict[str, Any]]  # position and payload of the last test loaded
+
+
+@dataclass
+class _Seen:
+    """What the walker remembers of the page it fetched last."""
+
+    number: int
+    ids: list[Any]
+    tail: _Tail | None
+
+
 class TestPageWalker:
     """Walks one product's test pages from ``start_page`` to the real end of the list.
 
@@ -98,8 +110,7 @@ class TestPageWalker:
         self.page = start_page
         self.warnings: list[str] = []
         self.stop_reason: str | None = None  # "short_page" or "empty_page" once ended
-        self._prev_ids: list[Any] | None = None
-        self._tail: tuple[int, dict[str, Any]] | None = None  # last loaded test so far
+        self._previous: _Seen | None = None  # the page fetched last
 
     async def pages(self) -> AsyncIterator[TestPage]:
         """Yield pages until the list ends; safe to leave early (``break``/``aclose``).
@@ -110,21 +121,25 @@ class TestPageWalker:
         """
         while self.stop_reason is None:
             page = await self.fetch_page(self.page)
-            ids = [t.get("id") for t in page.tests]
-            if ids and ids == self._prev_ids:
-                raise PageLoopError(
-                    f"Page {page.page} of product {self.product_id}'s tests repeats the "
-                    "previous page; stopping the walk",
-                    path=f"products/{self.product_id}/exploratory_tests",
-                )
-            self._prev_ids = ids
             if page.is_last:
                 self.stop_reason = "empty_page" if page.slots == 0 else "short_page"
             self.page += 1
             yield page
 
     async def fetch_page(self, page_number: int) -> TestPage:
-        """Fetch one page, shrinking it on a 500, with neighbours and order checked."""
+        """Fetch one page, shrinking it on a 500, with neighbours and order checked.
+
+        Pages may be fetched in any order; what the previous page tells (its last
+        test, its ids for the loop guard) is used only when it was ``page_number - 1``.
+
+        Raises:
+            PageLoopError: the page repeats the previous page's tests exactly.
+            ApiError: any failure other than the page's 500 (which is shrunk instead).
+        """
+        previous = self._previous
+        if previous is not None and previous.number != page_number - 1:
+            previous = None
+        tail = previous.tail if previous else None
         start = (page_number - 1) * self.per_page
         page = TestPage(self.product_id, page_number, self.per_page, start, [], [], False, False)
         try:
@@ -144,15 +159,23 @@ class TestPageWalker:
             page.broken = [BrokenSlot(self.product_id, p) for p in sorted(found.broken)]
             page.is_last = page.slots < self.per_page
             if page.broken:
-                await self._fill_neighbours(page, found.tests)
+                await self._fill_neighbours(page, found.tests, tail)
             last_position = max(found.tests, default=None)
         else:
             page.tests = items
             page.is_last = page.slots < self.per_page
             last_position = start + len(items) - 1 if items else None
-        self._check_order(page)
+        ids = [t.get("id") for t in page.tests]
+        if previous is not None and ids and ids == previous.ids:
+            raise PageLoopError(
+                f"Page {page_number} of product {self.product_id}'s tests repeats the "
+                "previous page; stopping the walk",
+                path=f"products/{self.product_id}/exploratory_tests",
+            )
+        self._check_order(page, tail)
         if last_position is not None:
-            self._tail = (last_position, page.tests[-1])
+            tail = (last_position, page.tests[-1])
+        self._previous = _Seen(page_number, ids, tail)
         return page
 
     async def _recover(self, lo: int, hi: int, sizes: tuple[int, ...]) -> _Range:
@@ -188,7 +211,9 @@ class TestPageWalker:
                 break
         return found
 
-    async def _fill_neighbours(self, page: TestPage, tests: dict[int, dict[str, Any]]) -> None:
+    async def _fill_neighbours(
+        self, page: TestPage, tests: dict[int, dict[str, Any]], tail: _Tail | None
+    ) -> None:
         """Name each broken slot by the nearest tests that loaded on either side of it.
 
         Neighbours may lie on the adjacent pages: the previous page's last test is
@@ -197,8 +222,8 @@ class TestPageWalker:
         before_page: dict[str, Any] | None = None
         after_page: dict[str, Any] | None = None
         if not tests or min(tests) > page.broken[0].position:
-            if self._tail is not None:
-                before_page = self._tail[1]
+            if tail is not None:
+                before_page = tail[1]
             elif page.start_position > 0:
                 before_page = await self._fetch_one(page.start_position - 1)
         if not page.is_last and (not tests or max(tests) < page.broken[-1].position):
@@ -214,18 +239,25 @@ class TestPageWalker:
                 slot.next_test_id, slot.next_end_at = nxt.get("id"), nxt.get("end_at")
 
     async def _fetch_one(self, position: int) -> dict[str, Any] | None:
-        """The test at one position, or None if it is broken too or past the end."""
+        """The test at one position, or None if it is broken too, past the end, or unreachable.
+
+        Neighbours only help to find a broken test later, so failing to load one
+        never fails the page; a refused token still stops everything.
+        """
         try:
             items = await self.client.fetch_test_page(self.product_id, position + 1, 1)
+        except AuthError:
+            raise
         except ApiError as exc:
-            if exc.status != 500:
-                raise
+            logger.info(
+                "No neighbour at position %d of product %d: %s", position, self.product_id, exc
+            )
             return None
         return items[0] if items else None
 
-    def _check_order(self, page: TestPage) -> None:
+    def _check_order(self, page: TestPage, tail: _Tail | None) -> None:
         """Warn (never fail) when ``end_at`` is not descending, within or across pages."""
-        chain = ([self._tail[1]] if self._tail and page.start_position > 0 else []) + page.tests
+        chain = ([tail[1]] if tail else []) + page.tests
         previous: tuple[Any, Any] | None = None
         for test in chain:
             try:

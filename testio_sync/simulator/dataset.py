@@ -25,8 +25,8 @@ from testio_sync.simulator.vocabulary import (
     REJECT_KEYS,
     SEVERITIES,
     TESTING_TYPES,
-    customer_names,
-    tester_names,
+    names_for_customers,
+    names_for_testers,
 )
 from testio_sync.simulator.world import World
 
@@ -101,7 +101,9 @@ def resolve_scale(
 def generate_world(spec: ScaleSpec, seed: int, now: int) -> World:
     """Build the world for ``spec``; the same arguments always give the same world."""
     rng = random.Random(f"testio-sim:{seed}:data")
-    world = World(seed, now, tester_names(spec.testers), customer_names(spec.customer_users))
+    world = World(
+        seed, now, names_for_testers(spec.testers), names_for_customers(spec.customer_users)
+    )
     factory = EntityFactory(world, rng)
     for index in range(spec.products):
         world.add_product(factory.new_product(index))

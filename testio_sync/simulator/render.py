@@ -30,8 +30,8 @@ from testio_sync.simulator.vocabulary import (
     REQUIREMENTS,
     bug_steps,
     bug_title,
+    exploratory_test_title,
     feature_title,
-    test_title,
 )
 from testio_sync.simulator.world import World
 
@@ -132,7 +132,7 @@ class Renderer:
         product = world.products[test.product_id]
         section = product.section(test.section_id) or product.default_section
         env = next(e for e in product.environments if e.id == test.environment_id)
-        title = test_title(test.text_key)
+        title = exploratory_test_title(test.text_key)
         area = title.split(" #")[0]
         return {
             "id": test.id,
@@ -239,7 +239,7 @@ class Renderer:
             "reported_at": iso(bug.reported_at, bug.id),
             "exported_at": None,
             "author": {"name": bug.author},
-            "test": {"id": test.id, "title": test_title(test.text_key)},
+            "test": {"id": test.id, "title": exploratory_test_title(test.text_key)},
             "product": {"id": product.id, "name": product.name},
             "feature": feature_ref,
             "test_feature": (

@@ -151,12 +151,12 @@ _LAST_NAMES = (
 )  # fmt: skip
 
 
-def tester_names(count: int) -> list[str]:
+def names_for_testers(count: int) -> list[str]:
     """Tester display names (``Anna Ke.``), unique, in a fixed order."""
     return [f"{first} {last[:2]}.{_suffix(index)}" for index, (first, last) in _pairs(count)]
 
 
-def customer_names(count: int) -> list[str]:
+def names_for_customers(count: int) -> list[str]:
     """Customer user names (``Anna Keller``); never equal to a tester name."""
     return [f"{first} {last}{_suffix(index)}" for index, (first, last) in _pairs(count, 7)]
 
@@ -219,7 +219,7 @@ def feature_title(key: int, revision: int = 0) -> str:
     return f"{title} (rev {revision + 1})" if revision else title
 
 
-def test_title(key: int) -> str:
+def exploratory_test_title(key: int) -> str:
     kind = _TEST_KINDS[key % len(_TEST_KINDS)]
     return f"{kind} {_AREAS[(key // 8) % len(_AREAS)]} #{key % 1000}"
 

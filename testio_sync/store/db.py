@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 
 from peewee import DatabaseError, OperationalError, SqliteDatabase
@@ -27,6 +28,7 @@ PRAGMAS = {
 }
 
 _opened: dict[str, SqliteDatabase] = {}
+_opening = threading.Lock()  # a worker thread and the caller may open at the same moment
 
 
 def open_database(path: Path, *, migrate: bool = True) -> SqliteDatabase:
@@ -35,7 +37,12 @@ def open_database(path: Path, *, migrate: bool = True) -> SqliteDatabase:
     Raises:
         StoreError: the file is not a database, or was written by a newer version.
     """
-    key = str(Path(path).resolve())
+    with _opening:
+        return _open(Path(path), migrate=migrate)
+
+
+def _open(path: Path, *, migrate: bool) -> SqliteDatabase:
+    key = str(path.resolve())
     db = _opened.get(key)
     if db is None:
         Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -90,7 +97,8 @@ def ensure_schema(db: SqliteDatabase) -> int:
 
 def close_database(path: Path) -> None:
     """Forget an opened database (tests and restore use it)."""
-    db = _opened.pop(str(Path(path).resolve()), None)
+    with _opening:
+        db = _opened.pop(str(Path(path).resolve()), None)
     if db is not None and not db.is_closed():
         db.close()
 

@@ -102,9 +102,12 @@ class ProductWalk:
                 f"(between tests {slot.prev_test_id} and {slot.next_test_id}); recorded, "
                 "the next sync retries it."
             )
-        if self.on_page is not None and (counts.new_ids or counts.updated_ids):
+        changed = {*counts.new_ids, *counts.updated_ids}
+        if self.since is not None:  # a page may reach past ``since``: those are out of scope
+            changed -= {int(t["id"]) for t in page.tests if self._before_since(t)}
+        if self.on_page is not None and changed:
             # A new or changed test may have new bugs, whatever their age says.
-            self.on_page([*counts.new_ids, *counts.updated_ids])
+            self.on_page(sorted(changed))
         result = self.ctx.result
         result.tests_discovered += counts.new
         result.tests_updated += counts.updated
@@ -150,9 +153,12 @@ class ProductWalk:
             save.resolve_broken_tests(self.pid, self.broken, now=self.ctx.now())
         save.touch_product(self.pid, now=self.ctx.now(), field="tests_synced_at")
 
+    def _before_since(self, test: dict[str, Any]) -> bool:
+        end = _end_at(test)
+        return self.since is not None and end is not None and end < self.since
+
     def _older_than_since(self, page: TestPage) -> bool:
-        ends = [_end_at(t) for t in page.tests]
-        return bool(ends) and all(e is not None and e < self.since for e in ends)  # type: ignore[operator]
+        return bool(page.tests) and all(self._before_since(t) for t in page.tests)
 
     def _above_window(self) -> Any:
         """Stored tests of this product ranked above the oldest walked test."""

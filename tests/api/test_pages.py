@@ -216,3 +216,35 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError):
         TestPageWalker(client, PRODUCT, start_page=0)
     run(client.aclose())
+
+
+def test_pages_fetched_directly_keep_the_loop_guard_and_neighbours() -> None:
+    """``fetch_page`` alone (as an engine may call it) still catches a repeat."""
+    fake = FakeTestList(25)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return envelope("exploratory_tests", [dict(t) for t in fake.tests])
+
+    async def scenario() -> None:
+        async with mock_client(handler) as client:
+            walker = TestPageWalker(client, PRODUCT)
+            await walker.fetch_page(1)
+            with pytest.raises(PageLoopError):
+                await walker.fetch_page(2)
+
+    run(scenario())
+
+
+def test_a_page_fetched_out_of_order_borrows_nothing_from_an_unrelated_page() -> None:
+    """After page 1, page 3's broken first slot gets its true predecessor, fetched alone."""
+    fake = FakeTestList(80, broken=(50,))
+
+    async def scenario() -> TestPage:
+        async with mock_client(fake) as client:
+            walker = TestPageWalker(client, PRODUCT)
+            await walker.fetch_page(1)
+            return await walker.fetch_page(3)
+
+    page = run(scenario())
+    assert page.broken[0].prev_test_id == fake.id_at(49)
+    assert page.warnings == []

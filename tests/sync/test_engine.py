@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from testsupport import TOKEN, make_settings
 
 from testio_sync.dates import utc_now
 from testio_sync.service import SyncService
@@ -14,7 +15,6 @@ from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest, SyncEvent, User, database
 from testio_sync.sync.types import SyncOptions, SyncPhase, SyncScope, SyncStatus
 
-from testsupport import TOKEN, make_settings
 from .support import WITH_BUGS, counts, store_ids, sync, truth_counts, truth_ids
 
 
@@ -129,7 +129,7 @@ def test_a_forced_sync_walks_every_page_and_refetches_features(tiny_server, home
 
 
 def test_faults_are_survived_and_only_the_broken_test_is_missing(fresh_server, home):
-    """5% 502/503/504, a rate limit and one broken test: all else arrives, the broken one is recorded."""
+    """5% 5xx, a rate limit and one broken test: all else arrives, the broken one is recorded."""
     sim, url = fresh_server
     broken = sorted(t for t, v in sim.world.tests.items() if v.status == "archived")[3]
     sim.update_faults(error_rate=0.05, rate_limit_rps=40, broken_test_ids=[broken])
@@ -241,7 +241,7 @@ def test_a_run_whose_process_died_is_marked_abandoned(tiny_server, home):
     from testio_sync.store import runs
     from testio_sync.sync.types import SyncRequest
 
-    sim, url = tiny_server
+    _sim, url = tiny_server
     service = SyncService(make_settings(home, url))
     run_id, _ = runs.create_or_attach(SyncRequest(), run_id="dead0001", now=utc_now(), enqueue=None)
     with database.connection_context():
@@ -272,7 +272,7 @@ def test_the_token_never_reaches_the_logs_or_the_database(fresh_server, home, ca
 
 
 def test_data_files_are_private(tiny_server, home):
-    sim, url = tiny_server
+    _sim, url = tiny_server
     service = SyncService(make_settings(home, url))
     sync(service)
     assert home.stat().st_mode & 0o777 == 0o700
@@ -281,7 +281,7 @@ def test_data_files_are_private(tiny_server, home):
 
 
 def test_phases_always_complete_in_declared_order(tiny_server, home):
-    sim, url = tiny_server
+    _sim, url = tiny_server
     service = SyncService(make_settings(home, url))
     result = sync(service, phases=[SyncPhase.BUGS, SyncPhase.NEW_TESTS, SyncPhase.PRODUCTS])
     assert result.phases_completed == [SyncPhase.PRODUCTS, SyncPhase.NEW_TESTS, SyncPhase.BUGS]
