@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 TOKEN = "bench-token"
 FLOOR_FACTOR = 1.5
@@ -78,7 +79,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, base_url: str, latency_ms: float, home: Path) -> None:
+    def __init__(self, base_url: str, latency_ms: float, home: Path, sim_pid: int) -> None:
+        self.sim_pid = sim_pid
         from testio_sync.settings import Secret, Settings
 
         self.root = base_url.rsplit("/customer/v2", 1)[0]
@@ -101,6 +103,8 @@ class Bench:
 
     def run(self, name: str, service: Any, worker_pid: int, **kw: Any) -> dict[str, Any]:
         self.control("POST", "stats/reset")
+        cpu_before = sum(psutil.Process(worker_pid).cpu_times()[:2])
+        sim_before = sum(psutil.Process(self.sim_pid).cpu_times()[:2])
         rows_before = self.rows()
         started = time.monotonic()
         handle = service.execute_sync(**kw)
@@ -110,6 +114,8 @@ class Bench:
 
         row = runs.get_run(handle.run_id)
         wall = (row.finished_at - row.started_at).total_seconds()  # the job, pickup excluded
+        worker_cpu = sum(psutil.Process(worker_pid).cpu_times()[:2]) - cpu_before
+        sim_cpu = sum(psutil.Process(self.sim_pid).cpu_times()[:2]) - sim_before
         stats = self.control("GET", "stats")
         by_endpoint = stats["by_endpoint"]
         requests = stats["total"]
@@ -147,6 +153,8 @@ class Bench:
             "store_rows": self.rows(),
             "store_rows_before": rows_before,
             "worker_peak_mb": round(peak_rss_mb(worker_pid), 1),
+            "worker_cpu_s": round(worker_cpu, 2),
+            "simulator_cpu_s": round(sim_cpu, 2),
             "products": len(pages),
         }
 
@@ -187,11 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         from testio_sync.service import SyncService
         from testio_sync.sync.types import DEFAULT_PHASES, SyncOptions, SyncPhase
 
-        bench = Bench(base_url, args.latency_ms, home)
+        with_bugs = [*DEFAULT_PHASES, SyncPhase.BUGS]
+        # A store of its own: the initial sync with bugs, all in one run.
+        first_home = Path(tempfile.mkdtemp(prefix="testio-bench-first-"))
+        first = Bench(base_url, args.latency_ms, first_home, sim.pid)
+        worker = spawn_worker(first.settings)
+        initial = first.run("initial sync + bugs", SyncService(first.settings), worker.pid,
+                            phases=with_bugs)
+        worker.terminate()
+        worker.wait(10)
+        bench = Bench(base_url, args.latency_ms, home, sim.pid)
         service = SyncService(bench.settings)
         worker = spawn_worker(bench.settings)
-        with_bugs = [*DEFAULT_PHASES, SyncPhase.BUGS]
         rows = [
+            initial,
             bench.run("full sync", service, worker.pid),
             bench.run("full sync + bugs", service, worker.pid, phases=with_bugs),
             bench.run("incremental, nothing new", service, worker.pid),
@@ -212,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         sim.terminate()
         sim.wait(10)
 
-    products = rows[0]["products"]
+    products = rows[1]["products"]
     checks = {
         f"every sync within {FLOOR_FACTOR}x of its floor": all(
             r["ratio"] is not None and r["ratio"] <= FLOOR_FACTOR for r in rows
         ),
-        "incremental with nothing new <= 2 requests per product + 1": rows[2]["requests"]
+        "incremental with nothing new <= 2 requests per product + 1": rows[3]["requests"]
         <= 2 * products + 1,
         "enqueue-to-start median < 0.3 s": startup["median_s"] < 0.3,
         "every sync succeeded": all(r["status"] == "succeeded" for r in rows),
@@ -243,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         header = (
             f"{'scenario':<26}{'status':<10}{'wall s':>8}{'caller s':>9}{'floor s':>9}{'ratio':>7}"
-            f"{'requests':>10}{'chain':>7}{'rows/s':>9}{'peak MB':>9}"
+            f"{'requests':>10}{'chain':>7}{'rows/s':>9}{'peak MB':>9}{'cpu s':>7}{'sim cpu':>8}"
         )
         print(header)
         for r in rows:
@@ -251,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['scenario']:<26}{r['status']:<10}{r['wall_s']:>8.2f}{r['caller_s']:>9.2f}"
                 f"{r['floor_s']:>9.2f}"
                 f"{r['ratio']:>7.2f}{r['requests']:>10}{r['chain']:>7}"
-                f"{r['rows_per_s'] or 0:>9}{r['worker_peak_mb']:>9.1f}"
+                f"{r['rows_per_s'] or 0:>9}{r['worker_peak_mb']:>9.1f}{r['worker_cpu_s']:>7.2f}"
+                f"{r['simulator_cpu_s']:>8.2f}"
             )
         for r in rows:
             print(f"  {r['scenario']}: {json.dumps(r['by_endpoint'], sort_keys=True)}")

@@ -1,4 +1,4 @@
-"""``sync --dry-run``: what a request would do, judged from the store alone.
+"""``sync --dry-run``: what a request would do, judged from the store alone, and its text.
 
 No API call and no write: the plan reads product freshness and stored test
 counts and estimates the API requests each phase would make, so a user can
@@ -8,9 +8,11 @@ see the cost of ``--force`` or ``--nuke`` before paying it.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from testio_sync.cli_render import age_of, format_time, plural
 from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.sync.types import SyncOptions, SyncPhase, SyncRequest
@@ -115,3 +117,39 @@ def build_plan(request: SyncRequest, settings: Settings, *, now: datetime) -> di
         "products": products,
         "estimate": {**estimate, "total": sum(estimate.values()), "unknown": unknown},
     }
+
+
+def plan_lines(plan: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
+    """``sync --dry-run`` as text; ``plan`` comes from ``cli_plan.build_plan``."""
+    now = now or datetime.now(UTC)
+    request = plan["request"]
+    since = request["scope"]["since_date"]
+    lines = [
+        "Dry run: nothing is fetched, written or enqueued.",
+        f"Mode: {plan['mode']} (phases: {', '.join(request['phases'])})",
+        f"Since: {format_time(since) if since else 'all time'}",
+    ]
+    products = plan["products"]
+    if products:
+        lines.append(f"Products in scope ({len(products)}):")
+        width = max(len(str(p["name"] or "")) for p in products)
+        for product in products:
+            if product["name"] is None:
+                lines.append(f"  {product['id']:>8}  not synced yet")
+                continue
+            lines.append(
+                f"  {product['id']:>8}  {product['name']:<{width}}  "
+                f"{plural(product['test_count'], 'tests'):>11}  "
+                f"tests synced {age_of(product['tests_synced_at'], now)}, "
+                f"features {age_of(product['features_synced_at'], now)}"
+            )
+    else:
+        lines.append("Products in scope: all, once the product list is fetched")
+    estimate = plan["estimate"]
+    lines.append(f"Estimated API requests: {estimate['total']:,}")
+    for phase in ("products", "features", "new_tests", "bugs"):
+        if phase in request["phases"] or estimate[phase]:
+            lines.append(f"  {phase:<10} {estimate[phase]:>6,}")
+    for item in estimate["unknown"]:
+        lines.append(f"  plus {item}")
+    return lines

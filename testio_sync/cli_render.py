@@ -267,6 +267,8 @@ class RichProgress:
             self._progress.start()
             self._task = self._progress.add_task("Waiting", total=None, detail="")
         label = _PHASE_LABELS.get(progress.phase or "", "Waiting")
+        if progress.phase is None and progress.message == "finished":
+            label = "Finished"
         detail = ""
         if progress.phase == "new_tests":
             detail = f"{plural(progress.pages, 'pages')}, {progress.tests_found:,} new tests"
@@ -388,42 +390,3 @@ def nuke_preview_lines(preview: Mapping[str, Any]) -> list[str]:
         f"Database: {preview['database']} ({format_bytes(preview['database_bytes'])})",
         f"Backup first to: {preview['backup_path']}",
     ]
-
-
-# -- dry run ----------------------------------------------------------------------
-
-
-def plan_lines(plan: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
-    """``sync --dry-run`` as text; ``plan`` comes from ``cli_plan.build_plan``."""
-    now = now or datetime.now(UTC)
-    request = plan["request"]
-    since = request["scope"]["since_date"]
-    lines = [
-        "Dry run: nothing is fetched, written or enqueued.",
-        f"Mode: {plan['mode']} (phases: {', '.join(request['phases'])})",
-        f"Since: {format_time(since) if since else 'all time'}",
-    ]
-    products = plan["products"]
-    if products:
-        lines.append(f"Products in scope ({len(products)}):")
-        width = max(len(str(p["name"] or "")) for p in products)
-        for product in products:
-            if product["name"] is None:
-                lines.append(f"  {product['id']:>8}  not synced yet")
-                continue
-            lines.append(
-                f"  {product['id']:>8}  {product['name']:<{width}}  "
-                f"{plural(product['test_count'], 'tests'):>11}  "
-                f"tests synced {age_of(product['tests_synced_at'], now)}, "
-                f"features {age_of(product['features_synced_at'], now)}"
-            )
-    else:
-        lines.append("Products in scope: all, once the product list is fetched")
-    estimate = plan["estimate"]
-    lines.append(f"Estimated API requests: {estimate['total']:,}")
-    for phase in ("products", "features", "new_tests", "bugs"):
-        if phase in request["phases"] or estimate[phase]:
-            lines.append(f"  {phase:<10} {estimate[phase]:>6,}")
-    for item in estimate["unknown"]:
-        lines.append(f"  plus {item}")
-    return lines

@@ -130,10 +130,8 @@ def parse_day(text: str, name: str) -> date:
         pass
     try:
         return parse_since(raw).date()
-    except UsageError:
-        raise UsageError(
-            f"{name}: {text!r} is not a date; use YYYY-MM-DD or '30 days ago'"
-        ) from None
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("since:", f"{name}:", 1)) from None
 
 
 @dataclass(frozen=True)

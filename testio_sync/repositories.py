@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +27,8 @@ from testio_sync.errors import AccessError, ApiError, AuthError
 from testio_sync.settings import Settings
 from testio_sync.store import save
 from testio_sync.store.models import Bug, ExploratoryTest, Feature, Product, database
-from testio_sync.sync.lock import EntityLocks
+from testio_sync.store.writer import direct_call
+from testio_sync.sync.entity_locks import EntityLocks
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class Repositories:
         *,
         locks: EntityLocks | None = None,
         now: Callable[[], datetime] = utc_now,
+        write: Callable[..., Awaitable[Any]] = direct_call,
     ) -> None:
         self.client = client
+        self.write = write  # how store writes run: in place, or on a sync's writer thread
         self.settings = settings
         self.locks = locks or EntityLocks()
         self.now = now
@@ -253,7 +256,8 @@ class Repositories:
                 batch = await fetch_bugs_batched(self.client, wanted)
             ok = [tid for tid in wanted if tid not in batch.failed]
             if ok:
-                counts = save.save_bugs(
+                counts = await self.write(
+                    save.save_bugs,
                     ok,
                     {tid: batch.bugs_by_test.get(tid, []) for tid in ok},
                     now=self.now(),

@@ -18,7 +18,7 @@ from conftest import TOKEN, make_settings
 from typer.testing import CliRunner, Result
 
 from tasks.liveness import worker_alive
-from testio_sync import cli
+from testio_sync import cli, cli_support
 from testio_sync.dates import to_iso
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
@@ -307,7 +307,7 @@ def test_an_unreachable_api_fails_the_sync_with_exit_1(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = make_settings(home, f"http://127.0.0.1:{port}/customer/v2")
-    monkeypatch.setattr(cli, "load_settings", lambda: Settings.from_env(max_retries=0))
+    monkeypatch.setattr(cli_support, "load_settings", lambda: Settings.from_env(max_retries=0))
     result = invoke(settings, "sync", "--json")
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
@@ -449,6 +449,20 @@ def test_dry_run_lists_products_and_estimates_a_forced_sync(
     assert plan["estimate"]["bugs"] > 0
     assert run_count(settings) == before_runs
     assert counts(settings) == before_counts
+
+
+def test_serve_hands_its_options_to_the_mcp_server(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve`` delegates to ``mcp_server.run_server`` with the transport and worker choice."""
+    from testio_sync import mcp_server
+
+    calls: list[tuple[Path, dict[str, object]]] = []
+    monkeypatch.setattr(mcp_server, "run_server", lambda s, **kw: calls.append((s.home, kw)))
+    result = invoke(settings, "serve", "--transport", "http", "--port", "9999", "--no-worker")
+    assert result.exit_code == 0, result.output
+    options = {"transport": "http", "host": "127.0.0.1", "port": 9999, "start_worker": False}
+    assert calls == [(settings.home, options)]
 
 
 @pytest.mark.parametrize("command", ["sync", "status", "restore", "worker", "simulate", "serve"])

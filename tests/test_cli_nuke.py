@@ -9,7 +9,7 @@ import pytest
 from conftest import make_settings
 from typer.testing import CliRunner, Result
 
-from testio_sync import cli
+from testio_sync import cli, cli_support
 from testio_sync.cli_render import format_counts
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
@@ -97,7 +97,7 @@ def test_nuke_on_a_terminal_goes_on_only_after_yes(
     """Any answer but ``yes`` cancels (exit 1, nothing changed); ``yes`` proceeds."""
     synced(settings)
     runs_before = run_count(settings)
-    monkeypatch.setattr(cli, "stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(cli_support, "stdin_is_interactive", lambda: True)
     declined = invoke(settings, "sync", "--nuke", input="no\n")
     assert declined.exit_code == 1
     assert "Type 'yes' to go on" in declined.stderr

@@ -164,6 +164,9 @@ def test_cli_attaches_to_a_worker_run_already_in_progress(
     try:
         first = SyncService(settings).execute_sync()
         wait_until(lambda: first.poll().status == SyncStatus.RUNNING)
+        status = CliRunner(env=settings.to_env()).invoke(cli.app, ["status"])
+        assert f"  {first.run_id}  running " in status.stdout
+        assert f"Sync lock: held by PID {os.getpid()} for run test-holder" in status.stdout
         proc = start_cli(settings, "sync")
         line = read_until(proc, "Attached to sync run")
     finally:

@@ -14,17 +14,28 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.server.mcpserver.exceptions import ToolError
 from testsupport import TOKEN, make_settings
 
 import tasks
+from testio_sync import mcp_tools
 from testio_sync.dates import utc_now
-from testio_sync.mcp_server import WorkerKeeper, build_server
+from testio_sync.errors import (
+    AuthError,
+    ConfigError,
+    RetryableApiError,
+    StoreError,
+    SyncLockedError,
+    UsageError,
+)
+from testio_sync.mcp_server import WorkerKeeper, build_server, tool_errors
+from testio_sync.mcp_tools import ProgressRelay
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import runs
 from testio_sync.sync.lock import SyncLock
-from testio_sync.sync.types import SyncTrigger
+from testio_sync.sync.types import SyncProgress, SyncTrigger
 
 READ_TOOLS = {
     "get_sync_status",
@@ -428,3 +439,71 @@ def test_no_worker_is_started_when_turned_off(settings: Settings) -> None:
     assert keeper.ensure() is False
     assert keeper.process is None
     assert not WorkerKeeper(settings).settings.worker_lock_path.exists()
+
+
+# -- the pieces, without MCP -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "step"),
+    [
+        (AuthError("The token was refused (HTTP 401).", status=401), "TESTIO_CUSTOMER_API_TOKEN"),
+        (RetryableApiError("HTTP 503 from /products.", status=503), "retry later"),
+        (SyncLockedError("The sync lock is held."), "get_sync_status"),
+        (StoreError("Disk full."), "data directory"),
+        (UsageError("since: 'x' is not a date."), ""),
+    ],
+)
+def test_package_errors_become_one_line_tool_errors_with_a_next_step(
+    settings: Settings, error: Exception, step: str
+) -> None:
+    with pytest.raises(ToolError) as caught, tool_errors(settings):
+        raise error
+    text = str(caught.value)
+    assert text.startswith(str(error).rstrip("."))
+    assert step in text and "\n" not in text
+
+
+def test_a_token_in_an_error_message_is_masked(settings: Settings) -> None:
+    with pytest.raises(ToolError) as caught, tool_errors(settings):
+        raise ConfigError(f"bad\nvalue {TOKEN}")
+    assert TOKEN not in str(caught.value) and "***" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_crash_reaches_the_client_without_details(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash() -> dict[str, Any]:
+        raise RuntimeError(f"boom with {TOKEN}")
+
+    monkeypatch.setattr(mcp_tools, "list_products_answer", crash)
+    async with connected(settings) as client:
+        text = await call_error(client, "list_products", {})
+    assert text == "Error executing tool list_products"
+
+
+@pytest.mark.anyio
+async def test_progress_relay_only_ever_grows_across_phases() -> None:
+    sent: list[tuple[float, float, str]] = []
+
+    async def send(done: float, total: float, message: str) -> None:
+        sent.append((done, total, message))
+
+    relay = ProgressRelay(send, ["products", "features", "new_tests"])
+    steps = [
+        SyncProgress(),
+        SyncProgress(phase="products", products_total=0),
+        SyncProgress(phase="products", products_done=3, products_total=3),
+        SyncProgress(phase="features", products_done=0, products_total=3),
+        SyncProgress(phase="features", products_done=3, products_total=3),
+        SyncProgress(phase="new_tests", products_done=1, products_total=3, tests_found=9),
+        SyncProgress(phase="new_tests", products_done=1, products_total=3, tests_found=12),
+        SyncProgress(phase=None, products_done=3, products_total=3, message="finished"),
+    ]
+    for step in steps:
+        await relay(step)
+
+    assert [done for done, _, _ in sent] == [0.0, 33.3, 66.7, 77.8, 100.0]
+    assert sent[0][2] == "queued" and sent[-1][2] == "finished"
+    assert sent[3][2] == "new_tests: 1/3 products, 9 tests found"

@@ -22,6 +22,7 @@ from typing import Any, cast
 import httpx
 
 from testio_sync.api.retry import Decision, RetryPolicy, classify, retry_after_seconds
+from testio_sync.api.slots import PrioritySlots
 from testio_sync.errors import (
     AccessError,
     ApiError,
@@ -85,6 +86,9 @@ class ApiClient:
             # ever waits for a connection while holding a slot.
             transport = httpx.AsyncHTTPTransport(
                 retries=1,
+                # Plain HTTP (the simulator) needs no TLS context; building one loads
+                # the CA bundle (~20 ms a client). Redirects are not followed.
+                verify=not self.base_url.startswith("http://"),
                 limits=httpx.Limits(
                     max_connections=max_concurrent, max_keepalive_connections=max_concurrent
                 ),
@@ -96,7 +100,7 @@ class ApiClient:
             transport=transport,
             follow_redirects=False,
         )
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._slots = PrioritySlots(max_concurrent)
         self._resume_at = 0.0  # loop time before which no request may start (429 gate)
         # Once the token is refused, every later or queued request fails without sending:
         # a revoked token must stop a sync at once, not after a wave of 401s.
@@ -261,7 +265,7 @@ class ApiClient:
         Returns None, sending nothing, once the token has been refused.
         """
         await self._wait_for_gate()
-        async with self._slots:
+        async with self._slots.slot():
             # The gate may have closed while this request queued for a slot.
             await self._wait_for_gate()
             if self._auth_failed:

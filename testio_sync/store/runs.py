@@ -95,7 +95,7 @@ def update_progress(run_id: str, progress: dict[str, Any]) -> None:
 
 def finish_run(result: SyncResult, *, full_scope: bool, error: str | None = None) -> None:
     """Write the outcome; a full-scope success also moves ``last_sync_completed``."""
-    with database.connection_context(), database.atomic():
+    with database.connection_context(), database.atomic("IMMEDIATE"):
         row = SyncEvent.get_or_none(SyncEvent.run_id == result.run_id)
         SyncEvent.update(
             status=result.status.value,

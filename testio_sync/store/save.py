@@ -7,6 +7,9 @@ writers wait for one short transaction at most (WAL readers never wait). ``now``
 is always passed in (no hidden clock): a run stamps every row with one time.
 Connection and error rules are those of ``queries.py``: each function opens its
 own connection context and raises ``StoreError`` for database failures.
+
+Write transactions begin IMMEDIATE: a deferred one that reads first and then
+writes fails at once (no busy wait) when another connection wrote meanwhile.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def _by_id(items: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def save_products(products: list[dict[str, Any]], *, now: datetime) -> SaveCounts:
     """Upsert products; their features and tests sync times are left as they are."""
     counts, items = SaveCounts(), _by_id(products)
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         old = _stored_texts(P, items)
         rows = []
         for pid, product in items.items():
@@ -160,7 +163,7 @@ def save_features(product_id: int, features: list[dict[str, Any]], *, now: datet
         StoreError: the product is not stored.
     """
     counts, items = SaveCounts(), _by_id(features)
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         _require_product(product_id)
         query = F.select(F.id, F.product, raw_text(F.raw), raw_text(F.section_ids)).where(
             id_in(F.id, items) | (F.product == product_id)
@@ -196,7 +199,7 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
         StoreError: the product is not stored.
     """
     counts, items = SaveCounts(), _by_id(tests)
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         _require_product(product_id)
         old = _stored_texts(T, items)
         rows, changed, customers = [], [], set()
@@ -235,7 +238,7 @@ def save_bugs(
     counts = SaveCounts()
     matcher = nz.reason_matcher(reject_reasons)
     wanted = list(dict.fromkeys(test_ids))
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         owners = dict(T.select(T.id, T.product).where(id_in(T.id, wanted)).tuples())
         counts.skipped_ids = [tid for tid in wanted if tid not in owners]
         if counts.skipped_ids:
@@ -282,14 +285,14 @@ def delete_tests(test_ids: Sequence[int]) -> int:
     ids = sorted(set(test_ids))
     if not ids:
         return 0
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         return _delete_tests(ids)
 
 
 @store_call("remove unlisted tests")
 def delete_missing_tests(product_id: int, listed_ids: set[int]) -> list[int]:
     """After a complete walk, remove the product's stored tests the API did not list."""
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         stored = {tid for (tid,) in T.select(T.id).where(T.product == product_id).tuples()}
         gone = sorted(stored - set(listed_ids))
         if gone:
@@ -323,7 +326,7 @@ def record_broken_test(
     }
     # NULLs never clash in a UNIQUE index, so no ON CONFLICT: "== None" matches IS NULL.
     where = functools.reduce(operator.and_, [column == value for column, value in pair.items()])
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         if BrokenTest.update(values).where(where).execute() == 0:
             BrokenTest.insert({**values, **pair, BrokenTest.first_seen_at: now}).execute()
 
@@ -335,7 +338,7 @@ def resolve_broken_tests(
     """Mark the product's open broken tests resolved unless their neighbours are in
     ``still_broken``; returns how many were resolved."""
     keep = set(still_broken)
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         open_rows = BrokenTest.select(
             BrokenTest.id, BrokenTest.prev_test_id, BrokenTest.next_test_id
         ).where((BrokenTest.product_id == product_id) & BrokenTest.resolved_at.is_null())
@@ -351,7 +354,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
     stays), or only the given products' rows (users stay). Returns rows deleted per table.
     """
     counts: dict[str, int] = {}
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         if product_ids is None:
             for model in (B, TF, T, F, BrokenTest, P, User):  # children first
                 counts[model._meta.table_name] = int(model.delete().execute())
@@ -376,7 +379,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
 
 @store_call("write sync metadata")
 def set_metadata(key: str, value: str | None, *, now: datetime) -> None:
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         SyncMetadata.insert(key=key, value=value, updated_at=now).on_conflict(
             conflict_target=[SyncMetadata.key],
             preserve=[SyncMetadata.value, SyncMetadata.updated_at],
@@ -393,6 +396,6 @@ def touch_product(product_id: int, *, now: datetime, field: str) -> None:
     """
     if field not in TOUCHABLE:
         raise ValueError(f"touch_product field must be one of {TOUCHABLE}, not {field!r}")
-    with database.atomic():
+    with database.atomic("IMMEDIATE"):
         if P.update({getattr(P, field): now}).where(P.id == product_id).execute() == 0:
             raise StoreError(f"Product {product_id} is not stored; save the products first.")

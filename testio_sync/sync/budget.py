@@ -1,9 +1,9 @@
 """Split the request budget between page walks (latency-critical) and bulk work.
 
 A product's pages must be read one after another, so the walks are the chain
-that bounds a sync's wall time. Bulk work (bug batches) fills the remaining
-request slots but never takes the slot a walk is about to need: bulk waits
-while ``bulk in flight >= total - active walks``.
+that bounds a sync's wall time. Bulk work (bug batches) fills the request
+slots but leaves up to ``MAX_RESERVED`` free while walks run: bulk waits while
+``bulk in flight >= total - min(active walks, MAX_RESERVED)``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+
+MAX_RESERVED = 2
 
 
 class BudgetGate:
@@ -23,7 +26,9 @@ class BudgetGate:
         self._changed = asyncio.Condition()
 
     def _bulk_room(self) -> bool:
-        return self.bulk < max(1, self.total - self.reserved)
+        # Walks already jump the client's queue (priority slots); a couple of free
+        # slots spares them the wait for a bulk request to finish.
+        return self.bulk < max(1, self.total - min(self.reserved, MAX_RESERVED))
 
     @asynccontextmanager
     async def walk(self) -> AsyncIterator[None]:

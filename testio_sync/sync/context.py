@@ -7,15 +7,17 @@ live progress; the sink turns progress into a row update or a progress bar.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
 from testio_sync.errors import TestioSyncError
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
+from testio_sync.store.writer import direct_call
 from testio_sync.sync.types import SyncProgress, SyncRequest, SyncResult
 
 logger = logging.getLogger("testio_sync.sync")
@@ -39,6 +41,7 @@ class RunContext:
     sink: ProgressSink = null_progress
     now: Callable[[], datetime] = utc_now
     should_stop: Callable[[], bool] = lambda: False
+    write: Callable[..., Awaitable[Any]] = direct_call  # store writes (a writer thread)
     progress: SyncProgress = field(default_factory=SyncProgress)
     product_ids: list[int] = field(default_factory=list)  # in scope, set by PRODUCTS
     api_failures: int = 0

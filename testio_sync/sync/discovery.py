@@ -25,12 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from testio_sync.api.pages import TestPage, TestPageWalker
+from testio_sync.api.slots import request_priority
 from testio_sync.dates import parse_api_time
 from testio_sync.store import queries, save
 from testio_sync.store.models import BrokenTest, ExploratoryTest, database
 from testio_sync.sync.context import RunContext, StopRequested
 
 PER_PAGE = 25
+WALK_PRIORITY = 10  # above bulk work (bug batches), which keeps priority 0
 
 
 def _end_at(test: dict[str, Any]) -> datetime | None:
@@ -74,15 +76,17 @@ class ProductWalk:
     async def fetch(self, number: int, *, walker: TestPageWalker | None = None) -> TestPage:
         if self.ctx.should_stop():
             raise StopRequested("The sync was stopped before it finished.")
+        # Deeper walks are likelier the longest chain: serve their requests first.
+        request_priority.set(WALK_PRIORITY + number)
         page = await (walker or self.walker).fetch_page(number)
         self.ctx.api_successes += 1
         for message in page.warnings:
             self.ctx.warn(message)
         return page
 
-    def save(self, page: TestPage) -> None:
+    async def save(self, page: TestPage) -> None:
         now = self.ctx.now()
-        counts = save.save_tests(self.pid, page.tests, now=now)
+        counts = await self.ctx.write(save.save_tests, self.pid, page.tests, now=now)
         self.seen.update(int(t["id"]) for t in page.tests)
         if page.tests:
             self.last_test = page.tests[-1]
@@ -130,7 +134,7 @@ class ProductWalk:
             if self.since is not None and self._older_than_since(page):
                 self.cut_by_since = True
                 break
-            self.save(page)
+            await self.save(page)
             if page.is_last:
                 self.complete = True
                 break
@@ -203,29 +207,32 @@ class ProductWalk:
         Ranks are taken from the store (``end_at`` descending): the test at rank
         ``r`` must be at position ``r`` upstream if nothing below the window changed.
         """
+        of_product = ExploratoryTest.product == self.pid
         with database.connection_context():
-            ranked = [
-                t.id
-                for t in ExploratoryTest.select(ExploratoryTest.id)
-                .where(ExploratoryTest.product == self.pid)
-                .order_by(ExploratoryTest.end_at.desc(nulls="first"), ExploratoryTest.id)
-            ]
-        total = len(ranked)
+            total = ExploratoryTest.select().where(of_product).count()
         walked = (self.next_page - 1) * PER_PAGE
         if total <= walked:
             return True
         number = (total - 1) // PER_PAGE + 1
+        start = (number - 1) * PER_PAGE
+        with database.connection_context():
+            expected = {
+                t.id
+                for t in ExploratoryTest.select(ExploratoryTest.id)
+                .where(of_product)
+                .order_by(ExploratoryTest.end_at.desc(nulls="first"), ExploratoryTest.id)
+                .offset(start)
+            }
         # A walker of its own: the probe is not adjacent to the walked pages.
         probe = TestPageWalker(self.ctx.client, self.pid, per_page=PER_PAGE)
         page = await self.fetch(number, walker=probe)
         if page.broken or page.recovered:
             return False
-        start = (number - 1) * PER_PAGE
         upstream = [int(t["id"]) for t in page.tests]
         # Same-instant ties may be listed in either order: compare as sets, plus the end.
-        if set(upstream) != set(ranked[start:]) or start + len(upstream) != total:
+        if set(upstream) != expected or start + len(upstream) != total:
             return False
-        self.save(page)  # it matched: keep its fresh copy
+        await self.save(page)  # it matched: keep its fresh copy
         return True
 
     async def _walk_to_end(self) -> None:
@@ -233,7 +240,7 @@ class ProductWalk:
         while True:
             page = await self.fetch(self.next_page)
             self.next_page += 1
-            self.save(page)
+            await self.save(page)
             if page.is_last:
                 break
         self.complete = True

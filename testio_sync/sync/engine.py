@@ -8,6 +8,7 @@ refused token (401) stops the run at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from testio_sync.dates import utc_now
 from testio_sync.errors import AuthError, TestioSyncError
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
+from testio_sync.store.writer import StoreWriter
 from testio_sync.sync import phases
 from testio_sync.sync.context import ProgressSink, RunContext, StopRequested, null_progress
 from testio_sync.sync.types import (
@@ -55,15 +57,17 @@ async def run_sync(
         started_at=now(),
         warnings=list(warnings or []),
     )
+    writer = StoreWriter()
     ctx = RunContext(
         request=request,
         result=result,
         client=client,
-        repos=Repositories(client, settings, now=now),
+        repos=Repositories(client, settings, now=now, write=writer.call),
         settings=settings,
         sink=sink,
         now=now,
         should_stop=should_stop,
+        write=writer.call,
     )
     fatal: str | None = None
     try:
@@ -79,6 +83,8 @@ async def run_sync(
         fatal = str(exc)
     except TestioSyncError as exc:
         fatal = str(exc)
+    finally:
+        await asyncio.to_thread(writer.close)
     if fatal:
         result.errors.append(fatal)
     result.status = _status(ctx, fatal)

@@ -38,7 +38,6 @@ microsecond guard blocks others until it resumes or dies; waiters then time out.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import errno
 import fcntl
 import json
@@ -48,9 +47,7 @@ import socket
 import threading
 import time
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +57,9 @@ from typing import Any, TypeVar
 import psutil
 
 from testio_sync.errors import ConfigError, SyncLockedError
+from testio_sync.sync.entity_locks import EntityLocks, held_entity_keys
 
+# EntityLocks lives in its own module; it is re-exported here, beside SyncLock.
 __all__ = ["EntityLocks", "SyncLock", "describe_holder", "is_stale", "read_holder"]
 
 logger = logging.getLogger("testio_sync.lock")
@@ -71,9 +70,6 @@ _MAX_RECORD_BYTES = 64 * 1024
 # psutil adds the boot time to the start ticks, and clock adjustments nudge boot time.
 _CREATE_TIME_TOLERANCE_S = 1.0
 _RELEASE_PATIENCE_S = 10.0
-_HELD_ENTITY_KEYS: contextvars.ContextVar[tuple[tuple[int, Hashable], ...]] = (
-    contextvars.ContextVar("testio_sync_held_entity_keys", default=())
-)
 
 
 @dataclass(frozen=True)
@@ -382,7 +378,7 @@ class SyncLock:
         self.release_blocking()
 
     def _check_can_acquire(self) -> None:
-        if held := _HELD_ENTITY_KEYS.get():
+        if held := held_entity_keys():
             keys = ", ".join(repr(key) for _, key in held)
             raise RuntimeError(
                 f"Acquiring the sync lock while holding entity lock(s) {keys} could deadlock; "
@@ -521,45 +517,3 @@ class SyncLock:
             logger.warning("Could not clear the sync lock record at %s: %s", self.path, exc)
         self._record = None
         return True
-
-
-class EntityLocks:
-    """Per-entity ``asyncio.Lock`` registry for read-through refreshes in one process.
-
-    ``get(key)`` returns the same lock for the same key while anyone holds or waits on
-    it; entries are weak, so keys nobody uses disappear and the registry does not grow
-    with every id ever refreshed. Never acquire ``SyncLock`` inside ``hold()``.
-    """
-
-    def __init__(self) -> None:
-        self._locks: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-    def get(self, key: Hashable) -> asyncio.Lock:
-        """The lock for ``key``, created on first use."""
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    @asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[asyncio.Lock]:
-        """Hold the lock for ``key``; marks the task so ``SyncLock.acquire`` refuses.
-
-        Raises:
-            RuntimeError: the task already holds ``key`` (asyncio locks do not nest).
-        """
-        held = _HELD_ENTITY_KEYS.get()
-        if (id(self), key) in held:
-            raise RuntimeError(f"This task already holds the entity lock {key!r}")
-        lock = self.get(key)
-        async with lock:
-            token = _HELD_ENTITY_KEYS.set((*held, (id(self), key)))
-            try:
-                yield lock
-            finally:
-                _HELD_ENTITY_KEYS.reset(token)

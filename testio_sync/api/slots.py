@@ -1,0 +1,69 @@
+"""The client's request slots, handed out highest priority first.
+
+A sync's wall time is bounded by its longest chain of dependent requests: the
+pages of its biggest product, read one after another. With many products
+walking at once, a plain FIFO semaphore makes that chain queue behind every
+other request. Callers set ``request_priority`` in their task (a contextvar,
+so it follows the task and needs no parameter): the deeper a walk, the higher
+its priority; bulk work keeps the default 0. Equal priorities are FIFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+request_priority: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "testio_sync_request_priority", default=0
+)
+
+
+class PrioritySlots:
+    """A counting semaphore whose waiters are served by priority, then arrival."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self._free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @property
+    def in_use(self) -> int:
+        return self.size - self._free
+
+    async def acquire(self, priority: int | None = None) -> None:
+        if priority is None:
+            priority = request_priority.get()
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (-priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)  # the slot moves straight to the waiter
+                return
+        self._free += 1
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()

@@ -1,0 +1,55 @@
+"""Store writes on one thread of their own, so the event loop keeps requests flowing.
+
+Turning an answer into rows (JSON, normalising, the upsert) is CPU work; done
+on the event loop it stalls every request in flight. One writer thread takes
+it over: writes stay serial (SQLite has one writer anyway) and in order, and
+the loop, which mostly waits on sockets, gets the GIL back every few
+milliseconds to send and receive. The thread holds one connection for its
+life: closing the last connection would checkpoint the WAL on every save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from testio_sync.store.models import database
+
+T = TypeVar("T")
+
+
+class StoreWriter:
+    """A single-thread executor for store writes, with its own open connection."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="store-writer", initializer=self._open
+        )
+        self._context: Any = None
+
+    def _open(self) -> None:
+        self._context = database.connection_context()
+        self._context.__enter__()
+
+    def _close(self) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+
+    async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the writer thread and return its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Finish queued writes, close the connection and stop the thread."""
+        self._pool.submit(self._close).result()
+        self._pool.shutdown(wait=True)
+
+
+async def direct_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """The writer for callers without a writer thread: run in place."""
+    return fn(*args, **kwargs)

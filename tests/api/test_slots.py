@@ -1,0 +1,68 @@
+"""PrioritySlots: never more holders than slots; waiters served by priority, then arrival."""
+
+from __future__ import annotations
+
+import asyncio
+
+from testio_sync.api.slots import PrioritySlots, request_priority
+
+
+def test_waiters_are_served_highest_priority_first_and_fifo_among_equals():
+    async def scenario() -> list[str]:
+        slots = PrioritySlots(1)
+        order: list[str] = []
+        await slots.acquire()  # hold the only slot while the others queue
+
+        async def waiter(name: str, priority: int) -> None:
+            request_priority.set(priority)
+            async with slots.slot():
+                order.append(name)
+
+        tasks = [
+            asyncio.create_task(waiter("bulk-1", 0)),
+            asyncio.create_task(waiter("deep-walk", 12)),
+            asyncio.create_task(waiter("bulk-2", 0)),
+            asyncio.create_task(waiter("walk", 11)),
+        ]
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["deep-walk", "walk", "bulk-1", "bulk-2"]
+
+
+def test_a_cancelled_waiter_does_not_leak_its_slot():
+    async def scenario() -> int:
+        slots = PrioritySlots(2)
+        await slots.acquire()
+        await slots.acquire()
+        waiting = asyncio.create_task(slots.acquire(5))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        slots.release()
+        await asyncio.gather(waiting, return_exceptions=True)
+        slots.release()
+        return slots.in_use
+
+    assert asyncio.run(scenario()) == 0
+
+
+def test_never_more_holders_than_slots():
+    async def scenario() -> int:
+        slots = PrioritySlots(3)
+        peak = current = 0
+
+        async def work(priority: int) -> None:
+            nonlocal peak, current
+            request_priority.set(priority)
+            async with slots.slot():
+                current += 1
+                peak = max(peak, current)
+                await asyncio.sleep(0.001)
+                current -= 1
+
+        await asyncio.gather(*(work(i % 4) for i in range(40)))
+        return peak
+
+    assert asyncio.run(scenario()) == 3

@@ -1,0 +1,70 @@
+"""A full sync through a real worker against an API that misbehaves in every documented way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sync.support import WITH_BUGS
+from testsupport import TOKEN, make_settings
+
+from testio_sync.service import SyncService
+from testio_sync.simulator import Simulator
+from testio_sync.sync.types import SyncStatus
+
+from .support import (
+    LOCKED,
+    archived_test_in_the_middle,
+    differences,
+    expected_ids,
+    ids_in,
+    store_problems,
+)
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def faulty_server() -> Iterator[tuple[Simulator, str]]:
+    """Tiny counts, but several pages per product; seed 32 draws every fault within 25 requests."""
+    sim = Simulator(scale="tiny", seed=32, token=TOKEN, tests=150, bugs=900)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        yield sim, server.base_url
+
+
+def test_a_full_sync_through_a_worker_survives_every_api_fault_and_misses_only_the_broken_test(
+    faulty_server, home, worker_pool
+):
+    """Rate limit, 5xx, a broken test, 524s, hangs and bad bodies: only the broken test is lost."""
+    sim, url = faulty_server
+    broken = archived_test_in_the_middle(sim)
+    sim.update_faults(
+        latency_ms=5,
+        rate_limit_rps=15,
+        error_rate=0.05,
+        broken_test_ids=[broken],
+        bug_batch_limit=10,  # under the client's batch of 15, so batches really are split
+        hang_rate=0.02,
+        hang_seconds=3,
+        malformed_rate=0.01,
+    )
+    settings = make_settings(home, url, http_timeout_s=1.0, refresh_interval_s=0)
+    service = SyncService(settings)
+    workers = worker_pool(settings)
+    workers.start()
+
+    result = service.execute_sync(WITH_BUGS).wait(90)
+
+    stats = sim.stats()["by_status"]
+    assert result.status in (SyncStatus.SUCCEEDED, SyncStatus.PARTIAL), result.errors
+    log = workers.log()
+    # The seed puts a hang and a bad body among the first requests; 429/5xx/524 show in stats.
+    assert all(stats.get(code, 0) > 0 for code in ("429", "500", "524")), stats
+    assert sum(stats.get(code, 0) for code in ("502", "503", "504")) > 0, stats
+    assert "ReadTimeout" in log and "broken body" in log, "no hang or bad body was retried"
+    assert differences(ids_in(settings.db_path), expected_ids(sim, without_tests=[broken])) == {}
+    assert store_problems(settings.db_path) == []
+    recorded = service.status()["broken_tests"]
+    assert [b["product_id"] for b in recorded] == [sim.world.tests[broken].product_id]
+    assert any("cannot be fetched" in w for w in result.warnings), result.warnings
+    assert LOCKED not in log
