@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from .support import (
 pytestmark = pytest.mark.faults
 
 LATENCY_MS = 60  # every moment below lasts long enough to be seen by a 5 ms poll
-PHASES = ("products", "features", "new_tests", "bugs")
+# Forced because a plain resync keeps the gap a walk killed midway leaves (the xfail test
+# below, reported in the notes); once fixed, the matrix should resync with SyncOptions().
+RESYNC = SyncOptions(force_refresh=True)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,6 @@ class Moment:
     name: str
     reached: Callable[[Settings, dict[str, Any]], bool]
     nuke: bool = False
-    marks: list[Any] = field(default_factory=list)
 
 
 def in_phase(phase: str) -> Callable[[Settings, dict[str, Any]], bool]:
@@ -143,7 +144,7 @@ def test_a_worker_killed_mid_sync_leaves_a_store_the_next_worker_recovers_withou
             assert store_problems(backup) == [] and ids_in(backup) == before
 
     workers.start()
-    result = service.execute_sync(WITH_BUGS).wait(60)
+    result = service.execute_sync(WITH_BUGS, options=RESYNC).wait(60)
 
     assert runs.get_run(killed).status == SyncStatus.ABANDONED.value
     assert result.status == SyncStatus.SUCCEEDED, result.errors
@@ -151,3 +152,29 @@ def test_a_worker_killed_mid_sync_leaves_a_store_the_next_worker_recovers_withou
     assert store_problems(settings.db_path) == []
     assert differences(ids_in(settings.db_path), expected_ids(sim)) == {}
     assert LOCKED not in workers.log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a walk killed midway leaves only its first pages; the next plain sync stops at "
+    "the first known page and its tail probe matches, so older tests are never fetched "
+    "(/tmp/testio-notes/faults.md)",
+)
+def test_a_plain_resync_after_a_crash_mid_walk_fetches_the_tests_the_crash_left_out(
+    seed_server, home: Path, worker_pool
+):
+    """Killed after 150 of 724 tests were stored: ``sync --with-bugs`` again brings all 724."""
+    sim, url = seed_server
+    sim.update_faults(latency_ms=LATENCY_MS)
+    settings = make_settings(home, url, refresh_interval_s=0, lock_timeout_s=30.0)
+    service = SyncService(settings)
+    workers = worker_pool(settings)
+    killed = service.execute_sync(WITH_BUGS).run_id
+    kill_when(workers, workers.start(), killed, MOMENTS[5], settings)
+    sim.update_faults(latency_ms=0)
+    workers.start()
+
+    result = service.execute_sync(WITH_BUGS).wait(60)
+
+    assert result.status == SyncStatus.SUCCEEDED, result.errors
+    assert differences(ids_in(settings.db_path), expected_ids(sim)) == {}
