@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         first_home = Path(tempfile.mkdtemp(prefix="testio-bench-first-"))
         first = Bench(base_url, args.latency_ms, first_home, sim.pid)
         worker = spawn_worker(first.settings)
-        initial = first.run("initial sync + bugs", SyncService(first.settings), worker.pid,
-                            phases=with_bugs)
+        initial = first.run(
+            "initial sync + bugs", SyncService(first.settings), worker.pid, phases=with_bugs
+        )
         worker.terminate()
         worker.wait(10)
         bench = Bench(base_url, args.latency_ms, home, sim.pid)

@@ -1,4 +1,4 @@
-"""huey tasks of testio-sync: ``huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.5 -f``.
+"""huey tasks of testio-sync: ``huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f``.
 
 The instance lives in ``tasks.queue``; importing this package registers every
 task with it, so the consumer and the enqueuing processes agree on names.

@@ -46,6 +46,7 @@ def spawn_worker(settings: Settings, *, log_path: Path | None = None) -> subproc
     Raises:
         RuntimeError: the worker did not come up within 15 s.
     """
+    settings.ensure_home()
     env = {**os.environ, **settings.to_env()}
     log = open(log_path or settings.home / "worker.log", "ab")  # noqa: SIM115 - owned by child
     os.chmod(log.name, 0o600)

@@ -49,6 +49,7 @@ def __getattr__(name: str) -> object:
         return getattr(service, name)
     raise AttributeError(f"module 'testio_sync' has no attribute {name!r}")
 
+
 __all__ = [
     "AccessError",
     "ApiError",

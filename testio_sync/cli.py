@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from testio_sync import cli_render as render
+from testio_sync.cli_report import demo, report
 from testio_sync.cli_support import (
     confirm_or_exit,
     fail,
@@ -55,6 +56,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(sync)
+app.command()(report)
+app.command()(demo)
 
 
 # -- status and restore -----------------------------------------------------------
@@ -135,7 +138,7 @@ def worker() -> None:
 
     It runs queued syncs one at a time and starts the background sync when it is
     due (TESTIO_REFRESH_INTERVAL_SECONDS). The same as
-    `huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.5 -f`
+    `huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f`
     with the TESTIO_* settings in its environment.
 
     Example:

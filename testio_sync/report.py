@@ -321,7 +321,8 @@ def require_products(product_ids: Sequence[int]) -> None:
     if missing:
         raise UsageError(
             f"Product(s) {', '.join(map(str, missing))} not in the local cache; "
-            "call list_products, or sync_data to fetch products."
+            "see them with list_products (or `testio-sync status`), fetch them with "
+            "sync_data (or `testio-sync sync`)."
         )
 
 

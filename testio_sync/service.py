@@ -42,6 +42,7 @@ from testio_sync.sync.types import (
 )
 
 ProgressCallback = Callable[[SyncProgress], None]
+OWNER_CHECK_S = 1.0  # how often a waiter checks that the run's process is still alive
 
 
 class SyncWaitTimeout(SyncError):
@@ -94,7 +95,10 @@ class SyncHandle:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def poll(self) -> RunView:
+    def poll(self, *, check_owner: bool = False) -> RunView:
+        """The run now; ``check_owner`` first marks it abandoned if its process died."""
+        if check_owner:
+            tasks.sync.recover_abandoned(self.settings)
         row = runs.get_run(self.run_id)
         if row is None:
             raise SyncError(f"Run {self.run_id} is unknown.")
@@ -130,8 +134,12 @@ class SyncHandle:
         """
         self.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        next_check = time.monotonic() + OWNER_CHECK_S
         while True:
-            view = self.poll()
+            check = time.monotonic() >= next_check
+            if check:
+                next_check = time.monotonic() + OWNER_CHECK_S
+            view = self.poll(check_owner=check)
             if on_progress is not None:
                 on_progress(view.progress)
             if view.result is not None:
@@ -154,9 +162,13 @@ class SyncHandle:
         """Await the run without blocking the loop; returns the last view (maybe unfinished)."""
         self.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        next_check = time.monotonic() + OWNER_CHECK_S
         last: dict[str, Any] | None = None
         while True:
-            view = await asyncio.to_thread(self.poll)
+            check = time.monotonic() >= next_check
+            if check:
+                next_check = time.monotonic() + OWNER_CHECK_S
+            view = await asyncio.to_thread(self.poll, check_owner=check)
             if on_progress is not None and view.progress.to_dict() != last:
                 last = view.progress.to_dict()
                 maybe = on_progress(view.progress)

@@ -81,17 +81,10 @@ def slow_server() -> Iterator[tuple[Simulator, str]]:
 
 
 @pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> object:
-    """The conftest ``consumer``, started once this process has opened the database.
-
-    Opening first keeps the consumer's start-up hook from racing the CLI's first
-    ``open_database`` of the same file (that function is not thread-safe yet); the
-    worker counts as alive once that hook took the worker lock.
-    """
-    open_database(settings.db_path)
-    started = request.getfixturevalue("consumer")
+def worker(settings: Settings, consumer: object) -> object:
+    """The conftest ``consumer``, once it counts as alive (its start-up hook takes the lock)."""
     wait_until(lambda: worker_alive(settings.worker_lock_path))
-    return started
+    return consumer
 
 
 # -- modes and filters ----------------------------------------------------------------

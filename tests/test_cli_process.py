@@ -19,7 +19,6 @@ import pytest
 from conftest import TOKEN, make_settings
 from typer.testing import CliRunner
 
-from tasks.consumer import spawn_worker
 from tasks.liveness import worker_alive
 from testio_sync import cli
 from testio_sync.service import SyncService
@@ -40,12 +39,10 @@ def settings(home: Path, tiny_server: tuple[Simulator, str]) -> Settings:
 
 
 @pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> object:
-    """The conftest ``consumer``, alive, started after this process opened the database."""
-    open_database(settings.db_path)
-    started = request.getfixturevalue("consumer")
+def worker(settings: Settings, consumer: object) -> object:
+    """The conftest ``consumer``, once it counts as alive (its start-up hook takes the lock)."""
     wait_until(lambda: worker_alive(settings.worker_lock_path))
-    return started
+    return consumer
 
 
 @pytest.fixture
@@ -201,11 +198,20 @@ def test_ctrl_c_while_waiting_on_the_worker_leaves_the_run_going(
     assert result.status == SyncStatus.SUCCEEDED
 
 
-def test_worker_command_runs_queued_syncs_and_stops_on_ctrl_c(settings: Settings) -> None:
+def test_worker_command_runs_queued_syncs_and_stops_on_ctrl_c(
+    settings: Settings, tmp_path: Path
+) -> None:
     """``testio-sync worker`` in a child: syncs go to it, status sees it, SIGINT ends it (0)."""
-    settings.ensure_home()
-    proc = spawn_worker(settings)
+    with open(tmp_path / "worker.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "testio_sync", "worker"],
+            env=child_env(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
     try:
+        wait_until(lambda: worker_alive(settings.worker_lock_path))
         runner = CliRunner(env=settings.to_env())
         result = runner.invoke(cli.app, ["sync"])
         assert result.exit_code == 0, result.output
@@ -221,6 +227,7 @@ def test_worker_command_runs_queued_syncs_and_stops_on_ctrl_c(settings: Settings
         proc.kill()
         proc.wait()
     assert not worker_alive(settings.worker_lock_path)
+    assert "Worker running for " in (tmp_path / "worker.log").read_text()
 
 
 def test_simulate_command_serves_an_api_the_cli_can_sync_from(home: Path) -> None:

@@ -266,7 +266,7 @@ def test_unknown_products_and_foreign_test_ids_name_the_fix(
     with sim.lock:
         foreign = next(t.id for t in sim.world.tests.values() if t.product_id == second)
 
-    with pytest.raises(UsageError, match="not in the local cache; call list_products"):
+    with pytest.raises(UsageError, match="not in the local cache; see them with list_products"):
         build_quality_report(ReportFilters.parse([999_999]))
     with pytest.raises(UsageError, match=f"{foreign} are not stored under product"):
         build_quality_report(ReportFilters.parse([first], test_ids=[foreign]))

@@ -179,3 +179,19 @@ def test_the_periodic_task_runs_a_background_sync_through_the_worker(settings, c
     assert result.status == SyncStatus.SUCCEEDED
     assert result.trigger == SyncTrigger.SCHEDULER
     assert runs.last_sync_completed() is not None
+
+
+def test_a_waiter_attached_to_a_run_whose_process_died_gets_abandoned_not_a_hang(settings):
+    """The owner dies without a word: the waiter sees ``abandoned`` within a few seconds."""
+    from testio_sync.dates import utc_now
+    from testio_sync.sync.types import SyncRequest
+
+    service = SyncService(settings)
+    run_id, _ = runs.create_or_attach(SyncRequest(), run_id="gone0001", now=utc_now(), enqueue=None)
+    with database.connection_context():
+        SyncEvent.update(status="running", owner_pid=2**22 + 11, in_process=True).where(
+            SyncEvent.run_id == run_id
+        ).execute()
+    result = service.handle(run_id).wait(timeout_s=10)
+    assert result.status == SyncStatus.ABANDONED
+    assert result.errors

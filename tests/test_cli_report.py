@@ -1,0 +1,61 @@
+"""``testio-sync report`` and ``testio-sync demo`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
+
+from testio_sync import cli
+from testio_sync.settings import Settings
+
+
+def invoke(settings: Settings, *args: str) -> Result:
+    return CliRunner(env=settings.to_env()).invoke(cli.app, list(args))
+
+
+def synced(settings: Settings) -> None:
+    result = invoke(settings, "sync", "--with-bugs", "--quiet")
+    assert result.exit_code == 0, result.output
+
+
+def test_report_prints_the_quality_report_of_the_stored_data(settings, tiny_server):
+    sim, _ = tiny_server
+    synced(settings)
+    pid = sorted(sim.world.products)[0]
+    result = invoke(settings, "report", "--product-ids", str(pid), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    executed = {"running", "locked", "archived", "customer_finalized"}
+    tests = [t for t in sim.world.tests.values() if t.product_id == pid and t.status in executed]
+    assert data["total_tests"] == len(tests)
+    ids = {t.id for t in tests}
+    assert data["total_bugs"] == sum(1 for b in sim.world.bugs.values() if b.test_id in ids)
+    text = invoke(settings, "report", "-p", str(pid))
+    assert text.exit_code == 0
+    assert f"Quality report for product(s) {pid}" in text.stdout
+    assert "Rejection" in text.stdout and "health" in text.stdout
+
+
+def test_report_refuses_bad_input_with_one_line_and_exit_2(settings, tiny_server):
+    synced(settings)
+    for args in (["-p", "abc"], ["-p", "999999"], ["-p", "1", "--start-date", "31/02/2026"]):
+        result = invoke(settings, "report", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+        assert "Traceback" not in result.output
+
+
+def test_demo_runs_end_to_end_in_its_own_directory(settings, tmp_path: Path):
+    """Syncs twice through a real worker, reports, shows the status, exits 0."""
+    demo_dir = tmp_path / "demo"
+    result = invoke(settings, "demo", "--dir", str(demo_dir), "--scale", "tiny")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for heading in ("1. Full sync", "2. A day passes", "3. Product quality report", "4. Status"):
+        assert heading in out
+    assert out.count("Sync completed in") == 2
+    assert (demo_dir / "cache.db").is_file()
+    assert not settings.db_path.exists()  # the user's data directory was not touched
+    assert "Worker and simulator stopped." in out
