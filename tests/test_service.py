@@ -71,8 +71,9 @@ def test_concurrent_calls_attach_to_a_covering_run_and_never_run_two_syncs_at_on
         stop_consumer(worker, settings)
     assert all(r.status == SyncStatus.SUCCEEDED for r in results)
     run_ids = {h.run_id for h in handles}
-    # Arrival order decides: the broader request first covers all (one run); else two.
-    assert len(run_ids) in (1, 2)
+    # Arrival order decides how many runs: the broadest first covers all (one run);
+    # the narrow scoped one first leaves room for a full run and a run with bugs (three).
+    assert len(run_ids) in (1, 2, 3)
     assert sum(h.attached for h in handles) == len(handles) - len(run_ids)
     for handle, asked in zip(handles, requests, strict=True):
         ran = runs.request_of(runs.get_run(handle.run_id))

@@ -25,6 +25,7 @@ PRAGMAS = {
     "busy_timeout": 15000,
     "foreign_keys": 1,
     "synchronous": "normal",
+    "wal_autocheckpoint": 8000,
 }
 
 _opened: dict[str, SqliteDatabase] = {}

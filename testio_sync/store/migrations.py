@@ -71,5 +71,9 @@ _V2 = [
     ' ON "broken_tests" ("product_id", "prev_test_id", "next_test_id")',
 ]
 
-MIGRATIONS: tuple[list[str], ...] = (_V1, _V2)
+# Version 3: when a product's test list was last walked to its end. Until then the
+# store may hold only the newest pages (a first walk was killed): walk to the end.
+_V3 = ['ALTER TABLE "products" ADD COLUMN "tests_complete_at" TEXT']
+
+MIGRATIONS: tuple[list[str], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)

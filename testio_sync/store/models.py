@@ -60,6 +60,7 @@ class Product(BaseModel):
     synced_at = UtcField()
     features_synced_at = UtcField(null=True)
     tests_synced_at = UtcField(null=True)
+    tests_complete_at = UtcField(null=True)  # last walk that reached the list's end
 
     class Meta:
         table_name = "products"

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 P, F, T, TF, B = Product, Feature, ExploratoryTest, TestFeature, Bug
 Row = tuple[Any, ...]
-TOUCHABLE = ("features_synced_at", "tests_synced_at")
+TOUCHABLE = ("features_synced_at", "tests_synced_at", "tests_complete_at")
 # On a test update, bugs stay final only while the new status is final too.
 _KEEP_FINAL = (
     ', "bugs_final" = CASE WHEN excluded."status" IN ({}) THEN "bugs_final" ELSE 0 END'.format(
@@ -265,7 +265,11 @@ def save_bugs(
         if stale:
             B.delete().where(id_in(B.id, stale)).execute()
         counts.deleted_ids = sorted(stale)
-        _upsert(B, nz.BUG_FIELDS, [row for row, _ in rows.values()])
+        # Unchanged bugs are not rewritten: their freshness lives on the test
+        # (``bugs_synced_at``), so a bug's ``synced_at`` is when its content last changed.
+        _upsert(
+            B, nz.BUG_FIELDS, [row for bid, (row, text) in rows.items() if old.get(bid) != text]
+        )
         _save_users("tester", testers, now)
         final = T.status.in_(sorted(nz.FINAL_STATUSES))
         T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
@@ -388,7 +392,8 @@ def set_metadata(key: str, value: str | None, *, now: datetime) -> None:
 
 @store_call("stamp a product")
 def touch_product(product_id: int, *, now: datetime, field: str) -> None:
-    """Set one of the product's phase sync times (``features_synced_at``, ``tests_synced_at``).
+    """Set one of the product's sync times (``features_synced_at``, ``tests_synced_at``,
+    ``tests_complete_at``).
 
     Raises:
         ValueError: ``field`` is not one of those.

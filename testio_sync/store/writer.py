@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,12 +20,19 @@ from typing import Any, TypeVar
 from testio_sync.store.models import database
 
 T = TypeVar("T")
+SWITCH_INTERVAL_S = 0.0005
 
 
 class StoreWriter:
     """A single-thread executor for store writes, with its own open connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, switch_interval_s: float | None = SWITCH_INTERVAL_S) -> None:
+        # While the writer computes, the loop thread waits for the GIL up to the
+        # switch interval (5 ms by default) for every socket read; shorter slices
+        # let answers keep arriving during a long save.
+        self._previous_interval = sys.getswitchinterval()
+        if switch_interval_s is not None:
+            sys.setswitchinterval(min(switch_interval_s, self._previous_interval))
         self._pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="store-writer", initializer=self._open
         )
@@ -48,6 +56,7 @@ class StoreWriter:
         """Finish queued writes, close the connection and stop the thread."""
         self._pool.submit(self._close).result()
         self._pool.shutdown(wait=True)
+        sys.setswitchinterval(self._previous_interval)
 
 
 async def direct_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -3,7 +3,8 @@
 The API has no delta endpoint and no total, so the walk decides alone when it
 has seen enough:
 
-- a forced walk, or a product with an unresolved broken test, goes to the end;
+- a forced walk, a product with an unresolved broken test, and a product whose
+  list was never walked to its end (a first walk killed midway) go to the end;
 - ``since`` stops at the first page whose tests all ended before it;
 - otherwise the walk stops at the first page holding an already-stored test,
   plus one page when stored tests above that point were not seen (they may
@@ -28,7 +29,7 @@ from testio_sync.api.pages import TestPage, TestPageWalker
 from testio_sync.api.slots import request_priority
 from testio_sync.dates import parse_api_time
 from testio_sync.store import queries, save
-from testio_sync.store.models import BrokenTest, ExploratoryTest, database
+from testio_sync.store.models import BrokenTest, ExploratoryTest, Product, database
 from testio_sync.sync.context import RunContext, StopRequested
 
 PER_PAGE = 25
@@ -57,6 +58,10 @@ class ProductWalk:
         self.since = ctx.request.scope.since_date
         self.walker = TestPageWalker(ctx.client, pid, per_page=PER_PAGE)
         with database.connection_context():
+            product = Product.get_or_none(Product.id == pid)
+            # The store holds the product's whole history only after a walk reached the
+            # end; before that (a first walk killed midway, a wipe) walk to the end.
+            self.history_complete = product is not None and product.tests_complete_at is not None
             self.known = queries.stored_test_ids(pid)
             self.pending_broken = list(
                 BrokenTest.select().where(
@@ -127,6 +132,8 @@ class ProductWalk:
 
     async def run(self) -> None:
         must_finish = self.force or bool(self.pending_broken)
+        if self.since is None and not self.history_complete:
+            must_finish = True
         extra_page_taken = False
         while True:
             page = await self.fetch(self.next_page)
@@ -156,6 +163,8 @@ class ProductWalk:
         if not self.cut_by_since and (self.complete or self.pending_broken):
             save.resolve_broken_tests(self.pid, self.broken, now=self.ctx.now())
         save.touch_product(self.pid, now=self.ctx.now(), field="tests_synced_at")
+        if self.complete and self.since is None:
+            save.touch_product(self.pid, now=self.ctx.now(), field="tests_complete_at")
 
     def _before_since(self, test: dict[str, Any]) -> bool:
         end = _end_at(test)

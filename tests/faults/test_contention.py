@@ -170,12 +170,24 @@ def test_syncs_asked_for_at_once_by_cli_mcp_and_scheduler_run_one_at_a_time_and_
                 worker.wait(10)
             else:  # the periodic task runs inside a worker, so only when one is up
                 calls["scheduler"] = lambda: scheduler(due, service)
-            print("round", round_no, time.monotonic(), flush=True)
+            import sqlite3 as _s
+            _q = _s.connect(settings.queue_path)
+            print("round", round_no, time.monotonic(), tasks.huey.storage.filename, _q.execute("select count(*) from task").fetchall(), tasks.sync.pending_run_ids(), flush=True)
+            _q.close()
             for name, answer in at_once(calls).items():
                 print(name, answer.get("status"), answer.get("errors"), flush=True)
                 answers.append((round_no, name, answer))
+            with database.connection_context():
+                for r in SyncEvent.select().order_by(SyncEvent.id.desc()).limit(4):
+                    print("   ", r.run_id, r.trigger, r.status, r.in_process, r.owner_pid, r.enqueued_at.time(), r.started_at and r.started_at.time(), r.finished_at and r.finished_at.time(), r.error, flush=True)
             if round_no in NO_WORKER_ROUNDS:
                 worker = workers.start()
+                print("worker", worker.pid, flush=True)
+            if round_no == 5:
+                _q = _s.connect(settings.queue_path)
+                print("QUEUE", _q.execute("select id, queue, length(data) from task").fetchall(), tasks.sync.pending_run_ids())
+                print("WORKERLOG", workers.log()[-6000:])
+                break
     finally:
         reads.stop.set()
         reader.join(30)
