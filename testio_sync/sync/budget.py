@@ -2,7 +2,7 @@
 
 A product's pages must be read one after another, so the walks are the chain
 that bounds a sync's wall time. Bulk work (bug batches) fills the request
-slots but leaves up to ``MAX_RESERVED`` free while walks run: bulk waits while
+slots but leaves ``MAX_RESERVED`` free while walks run: bulk waits while
 ``bulk in flight >= total - min(active walks, MAX_RESERVED)``.
 """
 
@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-MAX_RESERVED = 2
+MAX_RESERVED = 1
 
 
 class BudgetGate:

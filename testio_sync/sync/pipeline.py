@@ -57,6 +57,9 @@ class ProductPipeline:
         options = ctx.request.options
         self.force = options.force_refresh or options.nuke
         self.gate = BudgetGate(ctx.settings.max_concurrent_requests)
+        # Fetched batches wait for the store writer; bound them so that a writer
+        # slower than the network cannot pile answers up in memory.
+        self.unsaved = asyncio.Semaphore(2 * ctx.settings.max_concurrent_requests)
         self.scheduled: set[int] = set()
         self.failed_bugs: dict[int, str] = {}
         self.batches_total = 0
@@ -162,7 +165,10 @@ class ProductPipeline:
             raise StopRequested("The sync was stopped before it finished.")
         request_priority.set(0)  # bulk work; the task was created from a walk's context
         # The ids were chosen as stale, new or changed just now: no second look.
-        report = await ctx.repos.refresh_bugs(test_ids, force=True, fetch_slot=self.gate.bulk_slot)
+        async with self.unsaved:
+            report = await ctx.repos.refresh_bugs(
+                test_ids, force=True, fetch_slot=self.gate.bulk_slot
+            )
         ctx.api_successes += report.refreshed
         self.failed_bugs.update(report.failed)
         ctx.result.bugs_refreshed += report.saved

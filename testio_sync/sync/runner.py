@@ -8,11 +8,13 @@ authority callers wait on; whatever happens here, the row ends finished.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -91,8 +93,24 @@ async def run_job(
     db = open_database(settings.db_path)
     # One connection for the whole job (this thread): closing the last one
     # checkpoints the WAL, which would cost ~14 ms per saved page.
-    with db.connection_context():
+    with db.connection_context(), fewer_gc_passes():
         return await _claim_and_run(run_id, settings, should_stop)
+
+
+@contextmanager
+def fewer_gc_passes(gen0: int = 50_000) -> Iterator[None]:
+    """Collect garbage less often while a job runs.
+
+    Decoding bug lists allocates hundreds of thousands of containers; with the
+    default thresholds the collector runs every 700 of them and rescans the live
+    heap, which measured as three quarters of the decoding time of a large sync.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(max(gen0, previous[0]), max(50, previous[1]), max(100, previous[2]))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 async def _claim_and_run(
