@@ -22,7 +22,7 @@ import httpx
 import orjson
 
 from testio_sync.api.retry import Decision, RetryPolicy, classify, retry_after_seconds
-from testio_sync.api.slots import PrioritySlots
+from testio_sync.api.slots import RequestBudget, shared_budget
 from testio_sync.errors import (
     AccessError,
     ApiError,
@@ -100,8 +100,7 @@ class ApiClient:
             transport=transport,
             follow_redirects=False,
         )
-        self._slots = PrioritySlots(max_concurrent)
-        self._resume_at = 0.0  # loop time before which no request may start (429 gate)
+        self._budget: RequestBudget | None = None  # the process's, found on first request
         # Once the token is refused, every later or queued request fails without sending:
         # a revoked token must stop a sync at once, not after a wave of 401s.
         self._auth_failed = False
@@ -236,7 +235,7 @@ class ApiClient:
                         path=path,
                     )
                 wait = policy.throttle_s(retry_after_seconds(outcome), throttled)
-                self._pause(wait)
+                self._shared().pause(wait)
                 logger.warning("Rate limited on %s; pausing all requests for %.2fs", path, wait)
                 continue
             failures += 1
@@ -264,10 +263,11 @@ class ApiClient:
 
         Returns None, sending nothing, once the token has been refused.
         """
-        await self._wait_for_gate()
-        async with self._slots.slot():
+        budget = self._shared()
+        await budget.wait_for_gate()
+        async with budget.slots.slot():
             # The gate may have closed while this request queued for a slot.
-            await self._wait_for_gate()
+            await budget.wait_for_gate()
             if self._auth_failed:
                 return None
             self.request_count += 1
@@ -276,14 +276,11 @@ class ApiClient:
             except httpx.HTTPError as exc:
                 return exc
 
-    def _pause(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._resume_at = max(self._resume_at, loop.time() + seconds)
-
-    async def _wait_for_gate(self) -> None:
-        loop = asyncio.get_running_loop()
-        while (delay := self._resume_at - loop.time()) > 0:
-            await asyncio.sleep(delay)
+    def _shared(self) -> RequestBudget:
+        """The request budget of this process (event loop), shared with its other clients."""
+        if self._budget is None:
+            self._budget = shared_budget(self.max_concurrent)
+        return self._budget
 
 
 def _unwrap(response: httpx.Response, envelope: str, kind: type) -> Any:

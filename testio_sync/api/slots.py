@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import heapq
 import itertools
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -67,3 +68,38 @@ class PrioritySlots:
             yield
         finally:
             self.release()
+
+
+class RequestBudget:
+    """What all clients of one process (one event loop) share: slots and the 429 pause.
+
+    TestIO limits per IP, so a 429 seen by one client must pause every client,
+    and the in-flight bound holds for the process, not for each client.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.slots = PrioritySlots(size)
+        self.resume_at = 0.0  # loop time before which no request may start
+
+    def pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.resume_at = max(self.resume_at, loop.time() + seconds)
+
+    async def wait_for_gate(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (delay := self.resume_at - loop.time()) > 0:
+            await asyncio.sleep(delay)
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RequestBudget] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_budget(size: int) -> RequestBudget:
+    """The budget of the running event loop, created with ``size`` slots on first use."""
+    loop = asyncio.get_running_loop()
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = RequestBudget(size)
+    return budget

@@ -66,3 +66,35 @@ def test_never_more_holders_than_slots():
         return peak
 
     assert asyncio.run(scenario()) == 3
+
+
+def test_clients_of_one_process_share_one_request_budget_and_one_rate_limit_pause():
+    """Two clients at once never exceed the bound together; a pause set by one holds both."""
+    from .support import envelope, mock_client
+
+    state = {"now": 0, "peak": 0}
+
+    async def handler(request):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.005)
+        state["now"] -= 1
+        return envelope("products", [])
+
+    async def scenario() -> tuple[bool, float]:
+        one, two = mock_client(handler, max_concurrent=3), mock_client(handler, max_concurrent=3)
+        await asyncio.gather(*(c.fetch_products() for c in (one, two) for _ in range(10)))
+        shared = one._shared() is two._shared()
+        loop = asyncio.get_running_loop()
+        one._shared().pause(0.1)  # what a 429 seen by ``one`` does
+        started = loop.time()
+        await two.fetch_products()
+        waited = loop.time() - started
+        await one.aclose()
+        await two.aclose()
+        return shared, waited
+
+    shared, waited = asyncio.run(scenario())
+    assert shared
+    assert state["peak"] <= 3
+    assert waited >= 0.09
