@@ -308,3 +308,27 @@ def test_features_are_refetched_only_when_older_than_the_ttl(tiny_server, home):
     sim.reset_stats()
     result = sync(stale)
     assert result.features_refreshed == truth_counts(sim)["features"]
+
+
+@pytest.mark.parametrize("faulty", [False, True], ids=["clean", "with-faults"])
+def test_at_seed_scale_two_days_later_an_incremental_sync_equals_the_truth(home, faulty):
+    """Seed truth, then ``advance 48h``: equal again (with faults: all but the broken test)."""
+    sim = Simulator(scale="seed", seed=1, token=TOKEN)
+    broken = sorted(t for t, v in sim.world.tests.items() if v.status == "archived")[100]
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        if faulty:
+            sim.update_faults(error_rate=0.05, rate_limit_rps=200, broken_test_ids=[broken])
+        service = SyncService(make_settings(home, server.base_url, retry_max_wait_s=1.0))
+        first = sync(service, phases=WITH_BUGS)
+        assert first.status in (SyncStatus.SUCCEEDED, SyncStatus.PARTIAL), first.errors
+        missing = {broken} if faulty else set()
+        assert store_ids()["tests"] == truth_ids(sim)["tests"] - missing
+        sim.advance(hours=48)
+        second = sync(service)
+        assert second.status in (SyncStatus.SUCCEEDED, SyncStatus.PARTIAL), second.errors
+        assert store_ids()["tests"] == truth_ids(sim)["tests"] - missing
+        assert store_ids()["products"] == truth_ids(sim)["products"]
+        if faulty:
+            assert [b.product_id for b in queries.list_broken_tests()] == [
+                sim.world.tests[broken].product_id
+            ]
