@@ -91,8 +91,6 @@ async def run_sync(
     result.finished_at = now()
     result.duration_seconds = time.monotonic() - started
     ctx.emit(phase=None, message="finished")
-    verb = {SyncStatus.SUCCEEDED: "completed"}.get(result.status, result.status.value)
-    logger.info("Sync %s in %.1fs (run %s)", verb, result.duration_seconds, run_id)
     return result
 
 

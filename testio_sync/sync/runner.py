@@ -127,6 +127,7 @@ async def _claim_and_run(
     except SyncLockedError as exc:
         result = _failed(run_id, request, str(exc), started)
         runs.finish_run(result, full_scope=False)
+        log_outcome(result)
         return result
     sink = RowProgress(run_id)
     try:
@@ -144,7 +145,21 @@ async def _claim_and_run(
         await lock.release()
     sink.flush()
     runs.finish_run(result, full_scope=counts_as_full(request, settings))
+    log_outcome(result)
     return result
+
+
+def log_outcome(result: SyncResult) -> None:
+    """The run's last log line, whatever happened: it always gives the duration."""
+    verb = {SyncStatus.SUCCEEDED: "completed", SyncStatus.PARTIAL: "finished with errors"}
+    level = logging.INFO if result.status == SyncStatus.SUCCEEDED else logging.WARNING
+    logger.log(
+        level,
+        "Sync %s in %.1fs (run %s)",
+        verb.get(result.status, result.status.value),
+        result.duration_seconds,
+        result.run_id,
+    )
 
 
 async def _run_locked(

@@ -332,3 +332,15 @@ def test_at_seed_scale_two_days_later_an_incremental_sync_equals_the_truth(home,
             assert [b.product_id for b in queries.list_broken_tests()] == [
                 sim.world.tests[broken].product_id
             ]
+
+
+def test_the_last_log_line_of_every_run_gives_its_duration(tiny_server, home, caplog):
+    """Success or failure, the run ends with ``Sync <outcome> in N.Ns``."""
+    sim, url = tiny_server
+    caplog.set_level("INFO", logger="testio_sync.sync")
+    sync(SyncService(make_settings(home, url)))
+    sync(SyncService(make_settings(home, url, api_token=None)))  # fails: no token
+    finals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Sync ")]
+    assert len(finals) == 2
+    assert finals[0].startswith("Sync completed in ") and "s (run " in finals[0]
+    assert finals[1].startswith("Sync failed in ")
