@@ -17,17 +17,26 @@ from testio_sync.settings import touch_private
 _held: dict[str, int] = {}
 
 
-def hold_worker_lock(path: Path) -> bool:
-    """Take the worker lock for this process; False when another worker has it."""
+def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
+    """Take the worker lock for this process; False when another worker has it.
+
+    A ``worker_alive`` probe holds the lock shared for an instant, so a failed
+    attempt is retried for ``patience_s``: only a real worker holds it that long.
+    """
     key = str(path)
     if key in _held:
         return True
     fd = os.open(touch_private(path), os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.01)
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), "started_at": time.time()}).encode())
     _held[key] = fd
