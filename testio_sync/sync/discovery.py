@@ -173,21 +173,21 @@ class ProductWalk:
     def _older_than_since(self, page: TestPage) -> bool:
         return bool(page.tests) and all(self._before_since(t) for t in page.tests)
 
-    def _above_window(self) -> Any:
-        """Stored tests of this product ranked above the oldest walked test."""
-        query = ExploratoryTest.select(ExploratoryTest.id).where(
-            ExploratoryTest.product == self.pid
-        )
-        last_end = _end_at(self.last_test) if self.last_test else None
-        if last_end is not None:
-            query = query.where(
-                (ExploratoryTest.end_at > last_end) | ExploratoryTest.end_at.is_null()
-            )
-        return query
-
     def _unseen_above_window(self) -> list[int]:
+        """Stored tests ranked above the oldest walked test that the walk did not see.
+
+        Empty when that test has no ``end_at``: without a position there is no
+        window, and nothing may be judged missing.
+        """
+        last_end = _end_at(self.last_test) if self.last_test else None
+        if last_end is None:
+            return []
         with database.connection_context():
-            return [t.id for t in self._above_window() if t.id not in self.seen]
+            query = ExploratoryTest.select(ExploratoryTest.id).where(
+                (ExploratoryTest.product == self.pid)
+                & ((ExploratoryTest.end_at > last_end) | ExploratoryTest.end_at.is_null())
+            )
+            return [t.id for t in query if t.id not in self.seen]
 
     def _reconcile_window(self) -> None:
         """Stored tests that rank above the walked window but were not listed are gone."""
