@@ -260,9 +260,18 @@ class SyncService:
             enqueue=None,
             owner_pid=os.getpid(),
         )
+        # A run queued for a worker that is gone would wait for ever: run it here.
+        # The job claims it (queued -> running) first, so a worker started later
+        # finds it taken and skips it.
+        take_over = not attached or self._queued_for_a_worker(run_id)
         return SyncHandle(
-            run_id=run_id, attached=attached, settings=self.settings, in_process=not attached
+            run_id=run_id, attached=attached, settings=self.settings, in_process=take_over
         )
+
+    @staticmethod
+    def _queued_for_a_worker(run_id: str) -> bool:
+        row = runs.get_run(run_id)
+        return row is not None and row.status == SyncStatus.QUEUED.value and not row.in_process
 
     def handle(self, run_id: str) -> SyncHandle:
         if runs.get_run(run_id) is None:

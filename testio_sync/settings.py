@@ -167,11 +167,16 @@ def touch_private(path: Path) -> Path:
     """Create ``path`` as an empty 0600 file if absent, and make it 0600 if present.
 
     SQLite and the lock library create files with the process umask; creating
-    them first keeps the data directory private whatever the umask is.
+    them first keeps the data directory private whatever the umask is. An
+    existing file is never opened here: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included.
     """
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+    else:
+        os.close(fd)
     return path
 
 

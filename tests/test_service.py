@@ -196,3 +196,15 @@ def test_a_waiter_attached_to_a_run_whose_process_died_gets_abandoned_not_a_hang
     result = service.handle(run_id).wait(timeout_s=10)
     assert result.status == SyncStatus.ABANDONED
     assert result.errors
+
+
+def test_without_a_worker_a_run_left_queued_for_a_worker_is_run_here(settings):
+    """The worker died with a job queued: the next in-process sync runs that job itself."""
+    service = SyncService(settings)
+    worker = start_consumer(settings)
+    stop_consumer(worker, settings)  # gone, as after a crash
+    run_id, _ = tasks.enqueue_run(service.build_request(), settings)
+    handle = service.execute_sync(allow_in_process=True)
+    assert handle.run_id == run_id and handle.attached and handle.in_process
+    assert handle.wait(60).status == SyncStatus.SUCCEEDED
+    assert runs.get_run(run_id).in_process is False  # ran as the queued run it was

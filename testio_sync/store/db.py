@@ -8,6 +8,7 @@ ever shared across concurrent tasks.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import tempfile
 import threading
@@ -60,9 +61,9 @@ def _open(path: Path, *, migrate: bool) -> SqliteDatabase:
 
 def _private_sidecars(path: Path) -> None:
     for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        if sidecar.exists():
-            sidecar.chmod(0o600)
+        # Another process closing its last connection may delete them meanwhile.
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).chmod(0o600)
 
 
 def schema_version(db: SqliteDatabase) -> int:
