@@ -53,8 +53,15 @@ def pending_run_ids() -> set[str]:
 def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> list[str]:
     """Mark runs whose process died as abandoned (at worker start and before a sync)."""
     open_database(settings.db_path)
-    pending = pending_run_ids()
-    return runs.mark_abandoned(now=now or utc_now(), is_pending=lambda rid: rid in pending)
+    pending: set[str] | None = None
+
+    def is_pending(run_id: str) -> bool:
+        nonlocal pending
+        if pending is None:  # read after the rows, and only when a queued row needs it
+            pending = pending_run_ids()
+        return run_id in pending
+
+    return runs.mark_abandoned(now=now or utc_now(), is_pending=is_pending)
 
 
 def check_background_sync(settings: Settings, *, now: datetime) -> str | None:

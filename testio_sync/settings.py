@@ -39,6 +39,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw}")
+    return value
+
+
 def parse_product_ids(raw: str, *, source: str = "product ids") -> tuple[int, ...]:
     """Parse ``"598"``, ``"598,599"`` or ``"598 599"`` into positive ids.
 
@@ -89,14 +102,16 @@ class Settings:
             ),
             api_token=Secret(token) if token else None,
             max_concurrent_requests=_int(env, "TESTIO_MAX_CONCURRENT_REQUESTS", 10, minimum=1),
-            http_timeout_s=float(_int(env, "TESTIO_HTTP_TIMEOUT_SECONDS", 30, minimum=1)),
+            http_timeout_s=_seconds(env, "TESTIO_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
             cache_ttl_s=_int(env, "TESTIO_CACHE_TTL_SECONDS", 3600),
             refresh_interval_s=_int(env, "TESTIO_REFRESH_INTERVAL_SECONDS", 3600),
             product_ids=(
                 parse_product_ids(ids_raw, source="TESTIO_PRODUCT_IDS") if ids_raw else None
             ),
-            lock_timeout_s=float(_int(env, "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", 30)),
-            mcp_sync_wait_s=float(_int(env, "TESTIO_MCP_SYNC_WAIT_SECONDS", 45, minimum=1)),
+            lock_timeout_s=_seconds(env, "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0),
+            mcp_sync_wait_s=_seconds(env, "TESTIO_MCP_SYNC_WAIT_SECONDS", 45.0, minimum=0.1),
+            max_retries=_int(env, "TESTIO_MAX_RETRIES", 5),
+            retry_max_wait_s=_seconds(env, "TESTIO_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -106,11 +121,13 @@ class Settings:
             "TESTIO_SYNC_HOME": str(self.home),
             "TESTIO_CUSTOMER_API_BASE_URL": self.api_base_url,
             "TESTIO_MAX_CONCURRENT_REQUESTS": str(self.max_concurrent_requests),
-            "TESTIO_HTTP_TIMEOUT_SECONDS": str(int(self.http_timeout_s)),
+            "TESTIO_HTTP_TIMEOUT_SECONDS": repr(self.http_timeout_s),
             "TESTIO_CACHE_TTL_SECONDS": str(self.cache_ttl_s),
             "TESTIO_REFRESH_INTERVAL_SECONDS": str(self.refresh_interval_s),
-            "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS": str(int(self.lock_timeout_s)),
-            "TESTIO_MCP_SYNC_WAIT_SECONDS": str(int(self.mcp_sync_wait_s)),
+            "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS": repr(self.lock_timeout_s),
+            "TESTIO_MCP_SYNC_WAIT_SECONDS": repr(self.mcp_sync_wait_s),
+            "TESTIO_MAX_RETRIES": str(self.max_retries),
+            "TESTIO_RETRY_MAX_WAIT_SECONDS": repr(self.retry_max_wait_s),
             "TESTIO_PRODUCT_IDS": ",".join(map(str, self.product_ids or ())),
         }
         if self.api_token:

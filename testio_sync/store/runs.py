@@ -88,6 +88,12 @@ def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:
         return request_of(SyncEvent.get(SyncEvent.run_id == run_id))
 
 
+def mark_started(run_id: str, *, now: datetime) -> None:
+    """Stamp ``started_at`` when the run really starts: once it holds the sync lock."""
+    with database.connection_context():
+        SyncEvent.update(started_at=now).where(SyncEvent.run_id == run_id).execute()
+
+
 def update_progress(run_id: str, progress: dict[str, Any]) -> None:
     with database.connection_context():
         SyncEvent.update(progress=progress).where(SyncEvent.run_id == run_id).execute()
@@ -218,7 +224,9 @@ def mark_abandoned(
     """
     abandoned: list[str] = []
     with database.connection_context():
-        for row in SyncEvent.select().where(SyncEvent.status.in_(ACTIVE)):
+        # Rows first, then (lazily) the queue: an enqueue commits to the queue before
+        # its row commits, so a run read here is never missing from the pending set.
+        for row in list(SyncEvent.select().where(SyncEvent.status.in_(ACTIVE))):
             if row.status == SyncStatus.RUNNING.value or row.in_process:
                 dead = not owner_alive(row.owner_pid, row.owner_started_at)
             else:

@@ -122,8 +122,11 @@ async def _claim_and_run(
         return None
     started = time.monotonic()
     lock = SyncLock(settings.lock_path, run_id=run_id, timeout_s=settings.lock_timeout_s)
+    runs.update_progress(run_id, {"message": "waiting for the sync lock"})
     try:
         warnings = await lock.acquire()
+        runs.mark_started(run_id, now=utc_now())
+        started = time.monotonic()
     except SyncLockedError as exc:
         result = _failed(run_id, request, str(exc), started)
         runs.finish_run(result, full_scope=False)

@@ -1,0 +1,52 @@
+"""Settings: read from TESTIO_* variables, and handed to a child process unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testio_sync.errors import ConfigError
+from testio_sync.settings import Secret, Settings
+
+
+def test_settings_survive_the_trip_to_a_child_process_environment():
+    settings = Settings(
+        home=Path("/tmp/testio-home"),
+        api_base_url="http://127.0.0.1:1/customer/v2",
+        api_token=Secret("t0ken"),
+        http_timeout_s=0.5,
+        lock_timeout_s=1.5,
+        mcp_sync_wait_s=2.25,
+        max_retries=2,
+        retry_max_wait_s=0.25,
+        product_ids=(598,),
+        refresh_interval_s=0,
+    )
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_a_single_product_id_in_the_environment_is_a_filter_not_ignored():
+    assert Settings.from_env({"TESTIO_PRODUCT_IDS": "598"}).product_ids == (598,)
+    assert Settings.from_env({"TESTIO_PRODUCT_IDS": "598, 599"}).product_ids == (598, 599)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TESTIO_PRODUCT_IDS", "abc"),
+        ("TESTIO_PRODUCT_IDS", "-3"),
+        ("TESTIO_MAX_CONCURRENT_REQUESTS", "0"),
+        ("TESTIO_HTTP_TIMEOUT_SECONDS", "soon"),
+        ("TESTIO_CACHE_TTL_SECONDS", "1.5"),
+    ],
+)
+def test_unusable_values_are_refused_with_the_variable_named(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_the_token_never_shows_in_a_repr():
+    settings = Settings(api_token=Secret("very-secret-token"))
+    assert "very-secret-token" not in repr(settings)
+    assert "very-secret-token" not in repr(settings.api_token)
