@@ -65,7 +65,10 @@ def build_app(sim: Simulator) -> Starlette:
         async def endpoint(request: Request) -> Response:
             decision = sim.fault_state.decide()
             response = _answer(sim, request, decision, produce)
-            sim.stats_counter.record(name, response.status_code)
+            carried = ("hang",) if decision.hung else ()
+            if decision.malformed and response.status_code == 200:
+                carried += ("malformed",)
+            sim.stats_counter.record(name, response.status_code, faults=carried)
             if decision.delay_s > 0:
                 await asyncio.sleep(decision.delay_s)
             return response

@@ -112,6 +112,7 @@ class Decision:
     error_status: int | None = None  # set: answer 502/503/504
     malformed: str | None = None  # set: mangle a 200 answer this way
     delay_s: float = 0.0  # latency plus any hang
+    hung: bool = False  # the answer is held back ``hang_seconds``
 
 
 @dataclass(slots=True)
@@ -165,6 +166,7 @@ class FaultState:
         decision.delay_s = delay_ms / 1000
         if hang_roll < config.hang_rate:
             decision.delay_s += config.hang_seconds
+            decision.hung = True
         return decision
 
     def _take_token(self, rps: float) -> int | None:

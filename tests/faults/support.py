@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tasks.consumer import spawn_worker
 from tasks.liveness import worker_alive
 from testio_sync.settings import Settings
@@ -67,7 +69,7 @@ def wait_until(
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(poll_s)
 
 

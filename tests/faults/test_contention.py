@@ -6,54 +6,58 @@ import asyncio
 import itertools
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from mcp import Client
 from testsupport import TOKEN, make_settings
-from typer.testing import CliRunner
 
 import tasks
-from testio_sync import cli
 from testio_sync.dates import utc_now
 from testio_sync.mcp_server import build_server
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
+from testio_sync.store import runs
 from testio_sync.store.models import SyncEvent, database
+from testio_sync.sync.types import SyncOptions
 
-from .support import LOCKED, percentile
+from .support import LOCKED, percentile, wait_until
 
 pytestmark = pytest.mark.faults
 
 ROUNDS = 20
-NO_WORKER_ROUNDS = {4, 9, 14, 19}  # the CLI and MCP then run their syncs in this process
+NO_WORKER_ROUNDS = {4, 9, 14, 19}  # the CLI and the MCP server then each sync in-process
 READ_LIMIT_S = 0.100
-CLI_ARGS = (["--with-bugs"], [], ["--force"])  # rotated: some runs attach, some queue
+# Rotated, with who goes first alternating, so some requests attach and some queue or wait.
+CLI_FLAGS = (["--with-bugs"], [], ["--force"])
 
 
 @pytest.fixture
 def busy_server() -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(scale="tiny", seed=5, token=TOKEN, latency_ms=10)
+    sim = Simulator(scale="tiny", seed=5, token=TOKEN, latency_ms=60)
     with sim.serve(host="127.0.0.1", port=0) as server:
         yield sim, server.base_url
 
 
 @dataclass
 class Reads:
-    """MCP read calls made by a reader thread: (tool, started epoch s, duration s, error)."""
+    """MCP read calls of the reader thread: (tool, started epoch s, duration s, error text)."""
 
     samples: list[tuple[str, float, float, str | None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def read_while_syncing(server: Any, reads: Reads) -> None:
-    """Alternate ``list_products`` and ``get_sync_status`` over one MCP session until stopped."""
+def read_until_stopped(server: Any, reads: Reads) -> None:
+    """Alternate ``list_products`` and ``get_sync_status`` over one MCP session, timing each."""
 
     async def loop() -> None:
         async with Client(server) as client:
@@ -71,7 +75,7 @@ def read_while_syncing(server: Any, reads: Reads) -> None:
 
 
 def sync_data(server: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """One ``sync_data`` call over a fresh MCP session; its structured answer or error text."""
+    """One ``sync_data`` call over a fresh MCP session: its structured answer, or its error."""
 
     async def call() -> dict[str, Any]:
         async with Client(server) as client:
@@ -83,26 +87,49 @@ def sync_data(server: Any, args: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(call())
 
 
-def run_cli(settings: Settings, extra: list[str]) -> dict[str, Any]:
-    """``testio-sync sync --json`` through typer's runner; its result with the exit code."""
-    outcome = CliRunner().invoke(cli.app, ["sync", "--json", "-q", *extra], env=settings.to_env())
+def start_cli(settings: Settings, flags: list[str]) -> subprocess.Popen[str]:
+    """``python -m testio_sync sync --json`` as a child process, as a user's shell runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "testio_sync", "sync", "--json", "-q", *flags],
+        env={**os.environ, **settings.to_env()},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def cli_answer(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The child's JSON result on stdout, with its exit code and stderr."""
+    stdout, stderr = proc.communicate(timeout=60)
     try:
-        answer = json.loads(outcome.stdout)
+        answer = json.loads(stdout)
     except ValueError:
-        answer = {"status": "no JSON", "errors": [outcome.stdout]}
-    return {**answer, "exit_code": outcome.exit_code, "stderr": outcome.stderr}
+        answer = {"status": "no JSON", "errors": [stdout]}
+    return {**answer, "exit_code": proc.returncode, "stderr": stderr}
+
+
+def mcp_args(n: int, products: list[int]) -> dict[str, Any]:
+    """Round ``n``'s ``sync_data`` arguments: everything, two products, or forced."""
+    return ({}, {"product_ids": products[:2]}, {"force": True})[(n + 1) % 3]
+
+
+def newest_run() -> int:
+    with database.connection_context():
+        row = SyncEvent.select(SyncEvent.id).order_by(SyncEvent.id.desc()).first()
+    return row.id if row else 0
 
 
 def scheduler(settings: Settings, service: SyncService) -> dict[str, Any]:
-    """The periodic task's check, made due; waits on the run it enqueued, if any."""
-    run_id = tasks.check_background_sync(settings, now=utc_now() + timedelta(hours=2))
-    if run_id is None:  # a run was active already: nothing to enqueue, by design
+    """The periodic task's check (made due by the round); waits on the run it enqueued, if any."""
+    run_id = tasks.check_background_sync(settings, now=utc_now())
+    if run_id is None:  # a run was already active, so there was nothing to enqueue
         return {"status": "skipped"}
     return service.handle(run_id).wait(60).to_dict()
 
 
 def at_once(calls: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Start every call on its own thread behind one barrier; every answer, or the error."""
+    """Start every call on its own thread behind one barrier; each answer, or what it raised."""
     answers: dict[str, dict[str, Any]] = {}
     barrier = threading.Barrier(len(calls))
 
@@ -110,42 +137,75 @@ def at_once(calls: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, dict[st
         barrier.wait()
         try:
             answers[name] = call()
-        except Exception as exc:  # the round's assertions report it with the others
+        except Exception as exc:  # reported with every other answer by the assertions
             answers[name] = {"status": "raised", "errors": [f"{type(exc).__name__}: {exc}"]}
 
     threads = [threading.Thread(target=run, args=item) for item in calls.items()]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(15)
+        thread.join(90)
     return answers
 
 
-def run_intervals() -> list[tuple[str, float, float]]:
+def one_round(
+    settings: Settings,
+    flags: list[str],
+    calls: dict[str, Callable[[], dict[str, Any]]],
+    *,
+    cli_first: bool,
+) -> dict[str, dict[str, Any]]:
+    """The CLI (a child process, ~0.2 s to start) and ``calls`` (threads) ask for syncs.
+
+    ``cli_first``: ``calls`` fire the moment the CLI's request lands; otherwise all start
+    at once, so the CLI's request arrives while theirs runs.
+    """
+    if not cli_first:
+        return at_once({"cli": lambda: cli_answer(start_cli(settings, flags)), **calls})
+    before = newest_run()
+    cli = start_cli(settings, flags)
+    answers: dict[str, dict[str, Any]] = {}
+    try:
+        wait_until(lambda: cli.poll() is not None or newest_run() > before, what="the CLI")
+        answers = at_once(calls)
+    finally:
+        answers["cli"] = cli_answer(cli)
+    return answers
+
+
+@dataclass(frozen=True)
+class Span:
+    """One run as ``sync_events`` records it, in epoch seconds."""
+
+    run_id: str
+    in_process: bool
+    enqueued: float
+    started: float  # stamped once the run holds the sync lock
+    finished: float
+
+
+def recorded_spans() -> list[Span]:
     with database.connection_context():
         rows = list(SyncEvent.select().where(SyncEvent.started_at.is_null(False)))
-    return sorted(
-        (r.run_id, r.started_at.replace(tzinfo=UTC).timestamp(), finished(r)) for r in rows
-    )
-
-
-def finished(row: SyncEvent) -> float:
-    assert row.finished_at is not None, f"run {row.run_id} never finished ({row.status})"
-    return row.finished_at.replace(tzinfo=UTC).timestamp()
+    spans = []
+    for row in rows:
+        assert row.finished_at is not None, f"run {row.run_id} never finished ({row.status})"
+        times = (row.enqueued_at, row.started_at, row.finished_at)
+        spans.append(Span(row.run_id, row.in_process, *(t.timestamp() for t in times)))
+    return sorted(spans, key=lambda span: span.started)
 
 
 def test_syncs_asked_for_at_once_by_cli_mcp_and_scheduler_run_one_at_a_time_and_reads_stay_fast(
     busy_server, home, worker_pool, caplog
 ):
-    """20 rounds: no overlapping runs, no "database is locked", an answer for every caller.
-
-    MCP reads made while a run is writing each take under 100 ms.
-    """
+    """20 rounds: runs never overlap, no "database is locked" anywhere, every caller gets an
+    answer, and each MCP read made while a run writes takes under 100 ms."""
     caplog.set_level(logging.INFO)
     sim, url = busy_server
     settings = make_settings(
         home, url, lock_timeout_s=30.0, refresh_interval_s=0, mcp_sync_wait_s=60.0
     )
+    # The worker's own periodic check stays off (interval 0); the rounds call it with ``due``.
     due = replace(settings, refresh_interval_s=3600)
     service = SyncService(settings)
     server = build_server(settings)
@@ -153,67 +213,70 @@ def test_syncs_asked_for_at_once_by_cli_mcp_and_scheduler_run_one_at_a_time_and_
     worker = workers.start()
     products = sorted(sim.world.products)
     reads = Reads()
-    reader = threading.Thread(target=read_while_syncing, args=(server, reads))
+    reader = threading.Thread(target=read_until_stopped, args=(server, reads))
     reader.start()
     answers: list[tuple[int, str, dict[str, Any]]] = []
     try:
-        for round_no in range(ROUNDS):
-            sim.advance(hours=6)  # new tests and status changes: every round has rows to write
+        for n in range(ROUNDS):
+            sim.advance(hours=6)  # new tests and changed statuses: every round writes rows
             calls: dict[str, Callable[[], dict[str, Any]]] = {
-                "cli": lambda n=round_no: run_cli(settings, CLI_ARGS[n % len(CLI_ARGS)]),
-                "mcp": lambda n=round_no: sync_data(
-                    server, {"product_ids": products[:2]} if n % 2 else {}
-                ),
+                "mcp": lambda n=n: sync_data(server, mcp_args(n, products))
             }
-            if round_no in NO_WORKER_ROUNDS:
+            if n in NO_WORKER_ROUNDS:
                 worker.terminate()
                 worker.wait(10)
-            else:  # the periodic task runs inside a worker, so only when one is up
+            else:  # the periodic task lives in the worker, so it only fires while one runs
+                runs.set_last_sync_completed(utc_now() - timedelta(hours=2))
                 calls["scheduler"] = lambda: scheduler(due, service)
-            import sqlite3 as _s
-            _q = _s.connect(settings.queue_path)
-            print("round", round_no, time.monotonic(), tasks.huey.storage.filename, _q.execute("select count(*) from task").fetchall(), tasks.sync.pending_run_ids(), flush=True)
-            _q.close()
-            for name, answer in at_once(calls).items():
-                print(name, answer.get("status"), answer.get("errors"), flush=True)
-                answers.append((round_no, name, answer))
-            with database.connection_context():
-                for r in SyncEvent.select().order_by(SyncEvent.id.desc()).limit(4):
-                    print("   ", r.run_id, r.trigger, r.status, r.in_process, r.owner_pid, r.enqueued_at.time(), r.started_at and r.started_at.time(), r.finished_at and r.finished_at.time(), r.error, flush=True)
-            if round_no in NO_WORKER_ROUNDS:
+            flags = CLI_FLAGS[n % len(CLI_FLAGS)]
+            answered = one_round(settings, flags, calls, cli_first=n % 2 == 0)
+            answers += [(n, name, answer) for name, answer in answered.items()]
+            if n in NO_WORKER_ROUNDS:
                 worker = workers.start()
-                print("worker", worker.pid, flush=True)
-            if round_no == 5:
-                _q = _s.connect(settings.queue_path)
-                print("QUEUE", _q.execute("select id, queue, length(data) from task").fetchall(), tasks.sync.pending_run_ids())
-                print("WORKERLOG", workers.log()[-6000:])
-                break
     finally:
         reads.stop.set()
         reader.join(30)
 
+    for n, name, answer in answers:
+        assert answer.get("status") in ("succeeded", "skipped"), (n, name, answer)
+        assert name != "cli" or answer["exit_code"] == 0, (n, answer)
+    assert any(name == "scheduler" and "run_id" in answer for _, name, answer in answers)
+    spans = recorded_spans()
+    assert len(spans) >= ROUNDS
+    for first, second in itertools.pairwise(spans):
+        assert first.finished <= second.started, f"runs {first} and {second} overlap"
+    waited = [b for a, b in itertools.pairwise(spans) if b.enqueued < a.finished]
+    assert any(span.in_process for span in waited), "no in-process run ever waited for the lock"
     with database.connection_context():
-        for r in SyncEvent.select(): print(r.run_id, r.trigger, r.status, r.in_process, r.owner_pid, r.enqueued_at, r.started_at, r.finished_at, r.phases)
-    print(workers.log()[-3000:])
-    for round_no, name, answer in answers:
-        assert answer.get("status") in ("succeeded", "skipped"), (round_no, name, answer)
-        if name == "cli":
-            assert answer["exit_code"] == 0, (round_no, answer)
-        assert LOCKED not in json.dumps(answer), (round_no, name, answer)
-    intervals = run_intervals()
-    assert len(intervals) >= ROUNDS
-    for (first, _, first_end), (second, second_start, _) in itertools.pairwise(intervals):
-        assert first_end <= second_start, f"runs {first} and {second} overlap"
-    with database.connection_context():
-        logged = [r.error or "" for r in SyncEvent.select()] + [caplog.text, workers.log()]
-    assert not [text for text in logged if LOCKED in text]
+        errors = [row.error or "" for row in SyncEvent.select()]
+    logged = [json.dumps(answers), *errors, caplog.text, workers.log()]
+    assert [text for text in logged if LOCKED in text] == []
 
-    during = [s for s in reads.samples if any(a <= s[1] <= b for _, a, b in intervals)]
     assert [s for s in reads.samples if s[3] is not None] == []
+    during = [
+        took
+        for _, at, took, _ in reads.samples
+        if any(span.started <= at <= span.finished for span in spans)
+    ]
     assert len(during) >= 100, f"only {len(during)} reads overlapped a run"
-    took = [s[2] for s in during]
     print(
-        f"\nMCP reads during syncs: n={len(took)} max={max(took) * 1000:.1f} ms "
-        f"p95={percentile(took, 0.95) * 1000:.1f} ms p50={percentile(took, 0.5) * 1000:.1f} ms"
+        f"\nMCP reads during syncs: n={len(during)} max={max(during) * 1000:.1f} ms "
+        f"p95={percentile(during, 0.95) * 1000:.1f} ms p50={percentile(during, 0.5) * 1000:.1f} ms"
     )
-    assert max(took) < READ_LIMIT_S, sorted(took)[-5:]
+    assert max(during) < READ_LIMIT_S, sorted(during)[-5:]
+
+
+def test_a_run_waiting_for_the_sync_lock_is_not_recorded_as_started_meanwhile(busy_server, home):
+    """Two in-process runs, the second queued behind the first's lock: their rows never overlap."""
+    settings = make_settings(home, busy_server[1], lock_timeout_s=30.0)
+    service = SyncService(settings)
+    first = service.execute_sync(allow_in_process=True)
+    first.start()
+    wait_until(lambda: first.poll().progress.phase is not None, what="the first run's lock")
+    second = service.execute_sync(options=SyncOptions(force_refresh=True), allow_in_process=True)
+    assert not second.attached
+
+    assert second.wait(60).succeeded and first.wait(60).succeeded
+    spans = {span.run_id: span for span in recorded_spans()}
+    assert spans[second.run_id].enqueued < spans[first.run_id].finished  # it did wait
+    assert spans[first.run_id].finished <= spans[second.run_id].started

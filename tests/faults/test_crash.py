@@ -1,7 +1,8 @@
-"""SIGKILL of a real worker at ten moments of a sync; a new worker then recovers on its own."""
+"""SIGKILL of a real worker at eleven moments of a sync; a new worker then recovers on its own."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from testio_sync.sync.types import SyncOptions, SyncStatus
 
 from .support import (
     LOCKED,
+    Workers,
     differences,
     expected_ids,
     ids_in,
@@ -31,9 +33,6 @@ from .support import (
 pytestmark = pytest.mark.faults
 
 LATENCY_MS = 60  # every moment below lasts long enough to be seen by a 5 ms poll
-# Forced because a plain resync keeps the gap a walk killed midway leaves (the xfail test
-# below, reported in the notes); once fixed, the matrix should resync with SyncOptions().
-RESYNC = SyncOptions(force_refresh=True)
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +94,18 @@ MOMENTS = [
 ]
 
 
-def kill_when(workers, worker, run_id: str, moment: Moment, settings: Settings) -> dict[str, Any]:
-    """Kill ``worker`` once ``moment`` is reached while ``run_id`` still runs; its progress."""
-    seen: dict[str, Any] = {}
+def kill_when(
+    workers: Workers, worker: subprocess.Popen[bytes], run_id: str, moment: Moment
+) -> None:
+    """SIGKILL ``worker`` once ``moment`` is reached while ``run_id`` is still running."""
 
     def reached() -> bool:
         row = runs.get_run(run_id)
         assert row.status in ("queued", "running"), f"run ended before {moment.name}"
-        seen.update(row.progress or {})
-        return row.status == "running" and moment.reached(settings, seen)
+        return row.status == "running" and moment.reached(workers.settings, row.progress or {})
 
     wait_until(reached, what=moment.name)
     workers.kill(worker)
-    return seen
 
 
 @pytest.mark.parametrize("moment", MOMENTS, ids=[m.name for m in MOMENTS])
@@ -129,7 +127,7 @@ def test_a_worker_killed_mid_sync_leaves_a_store_the_next_worker_recovers_withou
     sim.update_faults(latency_ms=LATENCY_MS)
     options = SyncOptions(nuke=True) if moment.nuke else SyncOptions()
     killed = service.execute_sync(WITH_BUGS, options=options).run_id
-    kill_when(workers, worker, killed, moment, settings)
+    kill_when(workers, worker, killed, moment)
     sim.update_faults(latency_ms=0)
 
     holder = describe_holder(settings.lock_path)
@@ -144,7 +142,7 @@ def test_a_worker_killed_mid_sync_leaves_a_store_the_next_worker_recovers_withou
             assert store_problems(backup) == [] and ids_in(backup) == before
 
     workers.start()
-    result = service.execute_sync(WITH_BUGS, options=RESYNC).wait(60)
+    result = service.execute_sync(WITH_BUGS).wait(60)
 
     assert runs.get_run(killed).status == SyncStatus.ABANDONED.value
     assert result.status == SyncStatus.SUCCEEDED, result.errors
@@ -152,29 +150,3 @@ def test_a_worker_killed_mid_sync_leaves_a_store_the_next_worker_recovers_withou
     assert store_problems(settings.db_path) == []
     assert differences(ids_in(settings.db_path), expected_ids(sim)) == {}
     assert LOCKED not in workers.log()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a walk killed midway leaves only its first pages; the next plain sync stops at "
-    "the first known page and its tail probe matches, so older tests are never fetched "
-    "(/tmp/testio-notes/faults.md)",
-)
-def test_a_plain_resync_after_a_crash_mid_walk_fetches_the_tests_the_crash_left_out(
-    seed_server, home: Path, worker_pool
-):
-    """Killed after 150 of 724 tests were stored: ``sync --with-bugs`` again brings all 724."""
-    sim, url = seed_server
-    sim.update_faults(latency_ms=LATENCY_MS)
-    settings = make_settings(home, url, refresh_interval_s=0, lock_timeout_s=30.0)
-    service = SyncService(settings)
-    workers = worker_pool(settings)
-    killed = service.execute_sync(WITH_BUGS).run_id
-    kill_when(workers, workers.start(), killed, MOMENTS[5], settings)
-    sim.update_faults(latency_ms=0)
-    workers.start()
-
-    result = service.execute_sync(WITH_BUGS).wait(60)
-
-    assert result.status == SyncStatus.SUCCEEDED, result.errors
-    assert differences(ids_in(settings.db_path), expected_ids(sim)) == {}

@@ -23,35 +23,28 @@ pytestmark = pytest.mark.faults
 CHURN = Path(__file__).with_name("wal_churn.py")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileNotFoundError,
-    reason="store/db.py _private_sidecars: exists() then chmod() races with another process "
-    "deleting the -wal/-shm files (/tmp/testio-notes/faults.md)",
-)
 def test_opening_the_store_survives_another_process_deleting_its_wal_files(settings):
-    """A CLI process opening and closing the store meanwhile must not make open_database fail."""
+    """Short-lived processes make the -wal file come and go: ``open_database`` never fails."""
     open_database(settings.db_path)
+    wal = settings.db_path.with_name(settings.db_path.name + "-wal")
     child = subprocess.Popen(
         [sys.executable, str(CHURN), str(settings.db_path), "3"],
         stdout=subprocess.PIPE,
         text=True,
     )
+    seen = set()
     try:
         assert child.stdout is not None and child.stdout.readline() == "churning\n"
-        deadline = time.monotonic() + 2.5
+        deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             open_database(settings.db_path)
+            seen.add(wal.exists())
     finally:
         child.kill()
         child.communicate()
+    assert seen == {True, False}, "the -wal file never came and went: nothing was tested"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks/queue.py configure() re-touches queue.db (os.open/os.close) while this "
-    "process has it open, dropping SQLite's POSIX locks (/tmp/testio-notes/faults.md)",
-)
 def test_a_second_service_in_one_process_keeps_its_jobs_visible_to_a_restarted_worker(
     settings, worker_pool
 ):
@@ -65,16 +58,11 @@ def test_a_second_service_in_one_process_keeps_its_jobs_visible_to_a_restarted_w
     worker.wait(10)
     workers.start()
 
-    result = service.execute_sync(options=SyncOptions(force_refresh=True)).wait(10)
+    result = service.execute_sync(options=SyncOptions(force_refresh=True)).wait(30)
 
     assert result.status == SyncStatus.SUCCEEDED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.py execute_sync without a worker attaches to a run queued for the "
-    "dead worker and waits for ever (/tmp/testio-notes/faults.md)",
-)
 def test_without_a_worker_a_sync_runs_the_job_a_killed_worker_left_queued(
     fresh_server, home, worker_pool
 ):
@@ -93,7 +81,7 @@ def test_without_a_worker_a_sync_runs_the_job_a_killed_worker_left_queued(
     sim.update_faults(latency_ms=0)
 
     fallback = service.execute_sync(WITH_BUGS, allow_in_process=True)
-    result = fallback.wait(10)
+    result = fallback.wait(30)
 
     assert runs.get_run(running).status == SyncStatus.ABANDONED.value
     assert result.status == SyncStatus.SUCCEEDED

@@ -70,7 +70,27 @@ def test_control_endpoints_are_not_counted_and_reset_clears(start_simulator):
     running.control.post("/advance", json={"hours": 1})
     assert running.sim.stats()["total"] == 1
     reset = running.control.post("/stats/reset").json()
-    assert reset == {"total": 0, "by_endpoint": {}, "by_status": {}, "by_endpoint_status": {}}
+    assert reset == {
+        "total": 0,
+        "by_endpoint": {},
+        "by_status": {},
+        "by_endpoint_status": {},
+        "faults": {},
+    }
     running.api.get("/products")
     running.sim.reset_stats()
     assert running.sim.stats()["total"] == 0
+
+
+def test_stats_count_the_hangs_and_bad_bodies_a_status_cannot_show():
+    """Every request hangs briefly and comes back mangled: both are counted as faults."""
+    from testio_sync.simulator import Simulator
+
+    sim = Simulator(scale="tiny", seed=1, token="t")
+    sim.update_faults(hang_rate=1.0, hang_seconds=0.01, malformed_rate=1.0)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        import httpx
+
+        for _ in range(3):
+            httpx.get(server.base_url + "/products", headers={"Authorization": "Token t"})
+    assert sim.stats()["faults"] == {"hang": 3, "malformed": 3}

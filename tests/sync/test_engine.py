@@ -336,7 +336,7 @@ def test_at_seed_scale_two_days_later_an_incremental_sync_equals_the_truth(home,
 
 def test_the_last_log_line_of_every_run_gives_its_duration(tiny_server, home, caplog):
     """Success or failure, the run ends with ``Sync <outcome> in N.Ns``."""
-    sim, url = tiny_server
+    _, url = tiny_server
     caplog.set_level("INFO", logger="testio_sync.sync")
     sync(SyncService(make_settings(home, url)))
     sync(SyncService(make_settings(home, url, api_token=None)))  # fails: no token
