@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from testio_sync.errors import ConfigError
 
@@ -26,27 +27,18 @@ class Secret(str):
         return str.__str__(self)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _number(
+    env: Mapping[str, str], name: str, default: float, *, minimum: float = 0, kind: type = int
+) -> Any:
+    """``name`` as an ``int`` (whole numbers) or ``float`` (seconds), at least ``minimum``."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum:g}, got {raw}")
     return value
@@ -101,17 +93,25 @@ class Settings:
                 "/"
             ),
             api_token=Secret(token) if token else None,
-            max_concurrent_requests=_int(env, "TESTIO_MAX_CONCURRENT_REQUESTS", 10, minimum=1),
-            http_timeout_s=_seconds(env, "TESTIO_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
-            cache_ttl_s=_int(env, "TESTIO_CACHE_TTL_SECONDS", 3600),
-            refresh_interval_s=_int(env, "TESTIO_REFRESH_INTERVAL_SECONDS", 3600),
+            max_concurrent_requests=_number(env, "TESTIO_MAX_CONCURRENT_REQUESTS", 10, minimum=1),
+            http_timeout_s=_number(
+                env, "TESTIO_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1, kind=float
+            ),
+            cache_ttl_s=_number(env, "TESTIO_CACHE_TTL_SECONDS", 3600),
+            refresh_interval_s=_number(env, "TESTIO_REFRESH_INTERVAL_SECONDS", 3600),
             product_ids=(
                 parse_product_ids(ids_raw, source="TESTIO_PRODUCT_IDS") if ids_raw else None
             ),
-            lock_timeout_s=_seconds(env, "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0),
-            mcp_sync_wait_s=_seconds(env, "TESTIO_MCP_SYNC_WAIT_SECONDS", 45.0, minimum=0.1),
-            max_retries=_int(env, "TESTIO_MAX_RETRIES", 5),
-            retry_max_wait_s=_seconds(env, "TESTIO_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0),
+            lock_timeout_s=_number(
+                env, "TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0, kind=float
+            ),
+            mcp_sync_wait_s=_number(
+                env, "TESTIO_MCP_SYNC_WAIT_SECONDS", 45.0, minimum=0.1, kind=float
+            ),
+            max_retries=_number(env, "TESTIO_MAX_RETRIES", 5),
+            retry_max_wait_s=_number(
+                env, "TESTIO_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0, kind=float
+            ),
         )
         return replace(settings, **overrides) if overrides else settings
 
