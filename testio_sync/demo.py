@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from testio_sync.cli_render import make_progress, status_lines, summary_lines
+from testio_sync.cli_render import make_progress, plural, status_lines, summary_lines
 from testio_sync.report import ReportFilters, quality_report
 from testio_sync.report_text import report_lines
 from testio_sync.settings import Secret, Settings
@@ -61,10 +61,10 @@ def run_demo(
             first = run([*DEFAULT_PHASES, SyncPhase.BUGS])
             changes = sim.advance(hours=24)
             say(
-                "\n2. A day passes upstream: "
-                f"{len(changes.get('new_tests', []))} new tests, "
-                f"{changes.get('new_bugs', 0)} new bugs, "
-                f"{len(changes.get('deleted_tests', []))} tests deleted"
+                "\n2. A day passes upstream. New: "
+                f"{plural(len(changes.get('new_tests', [])), 'tests')}, "
+                f"{plural(changes.get('new_bugs', 0), 'bugs')}; deleted: "
+                f"{plural(len(changes.get('deleted_tests', [])), 'tests')}"
             )
             say("   Incremental sync")
             second = run([*DEFAULT_PHASES, SyncPhase.BUGS])

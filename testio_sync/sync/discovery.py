@@ -208,7 +208,8 @@ class ProductWalk:
 
     def _removed(self, count: int) -> None:
         self.ctx.result.tests_removed += count
-        self.ctx.warn(f"Product {self.pid}: removed {count} tests no longer listed upstream.")
+        tests = "1 test" if count == 1 else f"{count} tests"
+        self.ctx.warn(f"Product {self.pid}: removed {tests} no longer listed upstream.")
 
     async def _tail_matches(self) -> bool:
         """Read the page where the oldest stored test should be; True if it is there.
