@@ -161,7 +161,8 @@ class Bench:
 
 def time_quality_report(tries: int = 5) -> dict[str, float]:
     """Milliseconds for the quality report over every stored product, warm store."""
-    from testio_sync.report import ReportFilters, build_quality_report
+    from testio_sync.report import build_quality_report
+    from testio_sync.report_filters import ReportFilters
     from testio_sync.store import queries
 
     filters = ReportFilters.parse(product_ids=queries.product_ids())

@@ -64,7 +64,8 @@ def report(
     Example:
         $ testio-sync report -p 598 --start-date 2026-01-01 --end-date 2026-03-31
     """
-    from testio_sync.report import ReportFilters, quality_report
+    from testio_sync.report import quality_report
+    from testio_sync.report_filters import ReportFilters
 
     settings = settings_or_exit()
     with reported_errors():

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TextIO
 
 from testio_sync.cli_render import make_progress, plural, status_lines, summary_lines
-from testio_sync.report import ReportFilters, quality_report
+from testio_sync.report import quality_report
+from testio_sync.report_filters import ReportFilters
 from testio_sync.report_text import report_lines
 from testio_sync.settings import Secret, Settings
 from testio_sync.simulator import Simulator

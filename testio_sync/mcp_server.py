@@ -42,6 +42,7 @@ from testio_sync.errors import (
     TestioSyncError,
     UsageError,
 )
+from testio_sync.report_filters import ReportFilters
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.sync.lock import EntityLocks
@@ -272,7 +273,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         test_ids replaces the filters.
         """
         with tool_errors(settings):
-            filters = report.ReportFilters.parse(
+            filters = ReportFilters.parse(
                 product_ids,
                 start_date=start_date,
                 end_date=end_date,
