@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -224,25 +223,14 @@ class Repositories:
             return False
         return self._stale(test.bugs_synced_at)
 
-    async def refresh_bugs(
-        self,
-        test_ids: Sequence[int],
-        *,
-        force: bool = False,
-        fetch_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
-    ) -> RefreshReport:
-        """Refetch the bugs of the given tests that are stale (all of them when forced).
-
-        ``fetch_slot`` wraps only the API call (a sync's budget gate), so the
-        store write that follows does not hold a request slot.
-        """
+    async def refresh_bugs(self, test_ids: Sequence[int], *, force: bool = False) -> RefreshReport:
+        """Refetch the bugs of the given tests that are stale (all of them when forced)."""
         report = RefreshReport()
         with database.connection_context():
             rows = list(ExploratoryTest.select().where(ExploratoryTest.id.in_(list(test_ids))))
         wanted = sorted(t.id for t in rows if force or self._bugs_stale(t))
         if not wanted:
             return report
-        reasons = await self.reject_reasons()
         async with contextlib.AsyncExitStack() as stack:
             for tid in wanted:  # sorted order: no two callers can deadlock
                 await stack.enter_async_context(self.locks.hold(("bugs", tid)))
@@ -252,10 +240,12 @@ class Repositories:
                 wanted = sorted(t.id for t in rows if self._bugs_stale(t))
             if not wanted:
                 return report
-            async with fetch_slot() if fetch_slot else contextlib.nullcontext():
-                batch = await fetch_bugs_batched(self.client, wanted)
+            batch = await fetch_bugs_batched(self.client, wanted)
             ok = [tid for tid in wanted if tid not in batch.failed]
             if ok:
+                # Needed only to name rejection reasons when saving: fetched once,
+                # while the first batches are already on the wire.
+                reasons = await self.reject_reasons()
                 counts = await self.write(
                     save.save_bugs,
                     ok,

@@ -4,8 +4,8 @@ For each product the phases keep their order: features first, then the page
 walk; the bugs of a test are fetched only after the test is stored (pages hand
 their new and changed tests over as they land, in full batches). Products run
 side by side, so the request budget stays busy while the longest walk, the
-chain that bounds a sync's wall time, goes on. ``BudgetGate`` keeps bug
-batches from taking the slot a walk is about to need.
+chain that bounds a sync's wall time, goes on; walk requests jump the queue of
+request slots (``api.slots.request_priority``), bug batches wait their turn.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from testio_sync.api.slots import request_priority
 from testio_sync.errors import AccessError, ApiError, AuthError, StoreError
 from testio_sync.store import queries
 from testio_sync.store.models import ExploratoryTest, database
-from testio_sync.sync.budget import BudgetGate
 from testio_sync.sync.context import RunContext, StopRequested
 from testio_sync.sync.discovery import ProductWalk
 from testio_sync.sync.types import SyncPhase
@@ -56,7 +55,6 @@ class ProductPipeline:
         self.with_bugs = SyncPhase.BUGS in self.phases
         options = ctx.request.options
         self.force = options.force_refresh or options.nuke
-        self.gate = BudgetGate(ctx.settings.max_concurrent_requests)
         # Fetched batches wait for the store writer; bound them so that a writer
         # slower than the network cannot pile answers up in memory.
         self.unsaved = asyncio.Semaphore(2 * ctx.settings.max_concurrent_requests)
@@ -88,13 +86,12 @@ class ProductPipeline:
         try:
             if self.with_bugs:  # stored tests with stale bugs need no walk: start them now
                 self._schedule(self._tests_needing_bugs(pid))
-            async with self.gate.walk():
-                if SyncPhase.FEATURES in self.phases:
-                    await self._features(pid)
-                if SyncPhase.NEW_TESTS in self.phases:
-                    self._stage("new_tests")
-                    on_page = (lambda ids: self._schedule(ids, held)) if self.with_bugs else None
-                    await ProductWalk(ctx, pid, on_page=on_page).run()
+            if SyncPhase.FEATURES in self.phases:
+                await self._features(pid)
+            if SyncPhase.NEW_TESTS in self.phases:
+                self._stage("new_tests")
+                on_page = (lambda ids: self._schedule(ids, held)) if self.with_bugs else None
+                await ProductWalk(ctx, pid, on_page=on_page).run()
             if self.with_bugs:
                 self._schedule(self._tests_needing_bugs(pid), held)
                 self._flush(held)
@@ -166,9 +163,7 @@ class ProductPipeline:
         request_priority.set(0)  # bulk work; the task was created from a walk's context
         # The ids were chosen as stale, new or changed just now: no second look.
         async with self.unsaved:
-            report = await ctx.repos.refresh_bugs(
-                test_ids, force=True, fetch_slot=self.gate.bulk_slot
-            )
+            report = await ctx.repos.refresh_bugs(test_ids, force=True)
         ctx.api_successes += report.refreshed
         self.failed_bugs.update(report.failed)
         ctx.result.bugs_refreshed += report.saved
