@@ -223,8 +223,18 @@ class Repositories:
             return False
         return self._stale(test.bugs_synced_at)
 
-    async def refresh_bugs(self, test_ids: Sequence[int], *, force: bool = False) -> RefreshReport:
-        """Refetch the bugs of the given tests that are stale (all of them when forced)."""
+    async def refresh_bugs(
+        self,
+        test_ids: Sequence[int],
+        *,
+        force: bool = False,
+        fetch_limit: asyncio.Semaphore | None = None,
+    ) -> RefreshReport:
+        """Refetch the bugs of the given tests that are stale (all of them when forced).
+
+        ``fetch_limit`` is held around the API call only (a sync bounds its bug
+        requests with it), not around the store write that follows.
+        """
         report = RefreshReport()
         with database.connection_context():
             rows = list(ExploratoryTest.select().where(ExploratoryTest.id.in_(list(test_ids))))
@@ -240,7 +250,8 @@ class Repositories:
                 wanted = sorted(t.id for t in rows if self._bugs_stale(t))
             if not wanted:
                 return report
-            batch = await fetch_bugs_batched(self.client, wanted)
+            async with fetch_limit or contextlib.nullcontext():
+                batch = await fetch_bugs_batched(self.client, wanted)
             ok = [tid for tid in wanted if tid not in batch.failed]
             if ok:
                 # Needed only to name rejection reasons when saving: fetched once,

@@ -58,6 +58,9 @@ class ProductPipeline:
         # Fetched batches wait for the store writer; bound them so that a writer
         # slower than the network cannot pile answers up in memory.
         self.unsaved = asyncio.Semaphore(2 * ctx.settings.max_concurrent_requests)
+        # At most one bug request per request slot on its way: more only queue up in
+        # the client, and a sync fetching every bug measured about 10% slower so.
+        self.fetching = asyncio.Semaphore(ctx.settings.max_concurrent_requests)
         self.scheduled: set[int] = set()
         self.failed_bugs: dict[int, str] = {}
         self.batches_total = 0
@@ -163,7 +166,7 @@ class ProductPipeline:
         request_priority.set(0)  # bulk work; the task was created from a walk's context
         # The ids were chosen as stale, new or changed just now: no second look.
         async with self.unsaved:
-            report = await ctx.repos.refresh_bugs(test_ids, force=True)
+            report = await ctx.repos.refresh_bugs(test_ids, force=True, fetch_limit=self.fetching)
         ctx.api_successes += report.refreshed
         self.failed_bugs.update(report.failed)
         ctx.result.bugs_refreshed += report.saved
