@@ -52,6 +52,11 @@ class RunContext:
             setattr(self.progress, key, value)
         self.sink(SyncProgress(**self.progress.to_dict()))
 
+    def raise_if_stopped(self) -> None:
+        """Raises ``StopRequested`` when the run was asked to stop (checked between requests)."""
+        if self.should_stop():
+            raise StopRequested("The sync was stopped before it finished.")
+
     def warn(self, message: str) -> None:
         logger.warning(message)
         self.result.warnings.append(message)

@@ -30,7 +30,7 @@ from testio_sync.api.slots import request_priority
 from testio_sync.dates import parse_api_time
 from testio_sync.store import queries, save
 from testio_sync.store.models import BrokenTest, ExploratoryTest, Product, database
-from testio_sync.sync.context import RunContext, StopRequested
+from testio_sync.sync.context import RunContext
 
 PER_PAGE = 25
 WALK_PRIORITY = 10  # above bulk work (bug batches), which keeps priority 0
@@ -79,8 +79,7 @@ class ProductWalk:
     # -- fetching and saving -------------------------------------------------------
 
     async def fetch(self, number: int, *, walker: TestPageWalker | None = None) -> TestPage:
-        if self.ctx.should_stop():
-            raise StopRequested("The sync was stopped before it finished.")
+        self.ctx.raise_if_stopped()
         # Deeper walks are likelier the longest chain: serve their requests first.
         request_priority.set(WALK_PRIORITY + number)
         page = await (walker or self.walker).fetch_page(number)

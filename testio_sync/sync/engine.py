@@ -16,12 +16,12 @@ from datetime import datetime
 
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
-from testio_sync.errors import AuthError, TestioSyncError
+from testio_sync.errors import TestioSyncError
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
 from testio_sync.store.writer import StoreWriter
 from testio_sync.sync import phases
-from testio_sync.sync.context import ProgressSink, RunContext, StopRequested, null_progress
+from testio_sync.sync.context import ProgressSink, RunContext, null_progress
 from testio_sync.sync.types import (
     SyncPhase,
     SyncRequest,
@@ -73,15 +73,11 @@ async def run_sync(
     try:
         await phases.resolve_scope(ctx)
         if SyncPhase.PRODUCTS in request.phases:
-            await _timed(ctx, [SyncPhase.PRODUCTS], phases.run_products(ctx))
+            await _timed(ctx, [SyncPhase.PRODUCTS], lambda: phases.run_products(ctx))
         rest = [p for p in request.phases if p != SyncPhase.PRODUCTS]
         if rest:
-            await _timed(ctx, rest, phases.run_product_pipeline(ctx, rest))
-    except AuthError as exc:
-        fatal = str(exc)
-    except StopRequested as exc:
-        fatal = str(exc)
-    except TestioSyncError as exc:
+            await _timed(ctx, rest, lambda: phases.run_product_pipeline(ctx, rest))
+    except TestioSyncError as exc:  # a refused token, a stop request, a store failure
         fatal = str(exc)
     finally:
         await asyncio.to_thread(writer.close)
@@ -94,16 +90,14 @@ async def run_sync(
     return result
 
 
-async def _timed(ctx: RunContext, done: list[SyncPhase], work: Awaitable[None]) -> None:
+async def _timed(
+    ctx: RunContext, done: list[SyncPhase], work: Callable[[], Awaitable[None]]
+) -> None:
     """Run one step of the run, then mark its phases completed (in order) and log the time."""
-    if ctx.should_stop():
-        close = getattr(work, "close", None)
-        if close is not None:
-            close()
-        raise StopRequested("The sync was stopped before it finished.")
+    ctx.raise_if_stopped()
     started = time.monotonic()
     ctx.emit(phase=done[0].value, products_done=0, products_total=len(ctx.product_ids))
-    await work
+    await work()
     ctx.result.phases_completed.extend(done)
     names = ", ".join(p.value for p in done)
     logger.info("run %s: %s done in %.2fs", ctx.result.run_id, names, time.monotonic() - started)

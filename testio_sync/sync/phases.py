@@ -31,10 +31,13 @@ async def resolve_scope(ctx: RunContext) -> None:
         ctx.product_ids = sorted(stored)
     else:
         ctx.product_ids = list(wanted)
-    if ctx.request.phases[0].value == "products" or ctx.request.options.nuke:
+    if ctx.request.phases[0] == SyncPhase.PRODUCTS or ctx.request.options.nuke:
         return
-    if wanted is None and not stored:
-        ctx.product_ids = [int(p["id"]) for p in await _fetch_and_save_products(ctx, None)]
+    if wanted is None and not stored:  # an empty store and no PRODUCTS: the list first
+        listed = await ctx.client.fetch_products()
+        ctx.api_successes += 1
+        save.save_products(listed, now=ctx.now())
+        ctx.product_ids = sorted(int(p["id"]) for p in listed)
         return
     for pid in [p for p in ctx.product_ids if p not in stored]:
         try:
@@ -43,14 +46,6 @@ async def resolve_scope(ctx: RunContext) -> None:
         except ApiError as exc:
             record_api_error(ctx, f"Product {pid}", exc)
             ctx.product_ids.remove(pid)
-
-
-async def _fetch_and_save_products(ctx: RunContext, wanted: Sequence[int] | None) -> list[dict]:
-    listed = await ctx.client.fetch_products()
-    ctx.api_successes += 1
-    selected = [p for p in listed if wanted is None or int(p["id"]) in wanted]
-    save.save_products(selected, now=ctx.now())
-    return selected
 
 
 async def run_products(ctx: RunContext) -> None:

@@ -161,8 +161,7 @@ class ProductPipeline:
 
     async def _bug_batch(self, test_ids: list[int]) -> None:
         ctx = self.ctx
-        if ctx.should_stop():
-            raise StopRequested("The sync was stopped before it finished.")
+        ctx.raise_if_stopped()
         request_priority.set(0)  # bulk work; the task was created from a walk's context
         # The ids were chosen as stale, new or changed just now: no second look.
         async with self.unsaved:
