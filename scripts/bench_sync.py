@@ -110,7 +110,7 @@ class Bench:
         handle = service.execute_sync(**kw)
         result = handle.wait(600)
         caller = time.monotonic() - started
-        from testio_sync.store import runs
+        from testio_sync.sync import runs
 
         row = runs.get_run(handle.run_id)
         wall = (row.finished_at - row.started_at).total_seconds()  # the job, pickup excluded
@@ -161,8 +161,8 @@ class Bench:
 
 def time_quality_report(tries: int = 5) -> dict[str, float]:
     """Milliseconds for the quality report over every stored product, warm store."""
-    from testio_sync.report import build_quality_report
-    from testio_sync.report_filters import ReportFilters
+    from testio_sync.insights.filters import ReportFilters
+    from testio_sync.insights.report import build_quality_report
     from testio_sync.store import queries
 
     filters = ReportFilters.parse(product_ids=queries.product_ids())
@@ -177,7 +177,7 @@ def time_quality_report(tries: int = 5) -> dict[str, float]:
 
 def enqueue_to_start(service: Any, tries: int) -> dict[str, float]:
     """Seconds from enqueue to the job's start, with an idle worker."""
-    from testio_sync.store import runs
+    from testio_sync.sync import runs
     from testio_sync.sync.types import SyncPhase, SyncScope
 
     delays = []

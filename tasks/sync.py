@@ -18,8 +18,8 @@ from tasks.liveness import hold_worker_lock, release_worker_lock
 from tasks.queue import current_settings, huey
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
-from testio_sync.store import runs
 from testio_sync.store.db import open_database
+from testio_sync.sync import runs
 from testio_sync.sync.runner import run_job
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import SyncRequest, SyncScope, SyncTrigger

@@ -7,6 +7,18 @@ The public API, on one screen::
     service = SyncService()                       # settings from TESTIO_* variables
     handle = service.execute_sync(scope=SyncScope(product_ids=(598,)))
     result = handle.wait(timeout_s=120)           # a SyncResult
+
+The layers, top to bottom; imports only point down (``tests/test_layout.py`` holds it)::
+
+    cli/  mcp_server/          entry points: parse, call one function, render
+    service.py  insights/      enqueue and wait on syncs | the read side (report, ...)
+    tasks/ (top level)         the huey queue, the worker's jobs, the periodic sync
+    sync/                      the engine: phases, page walks, the run lock, run records
+    repositories/              read-through reads and their per-entity locks
+    api/  store/               the HTTP client | the SQLite store (never each other)
+    settings.py  dates.py  errors.py
+
+``simulator/`` stands apart: it implements the API contract without importing the rest.
 """
 
 from testio_sync.errors import (

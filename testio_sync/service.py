@@ -24,9 +24,10 @@ from tasks.liveness import worker_alive, worker_pid
 from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import StoreError, SyncError, UsageError
 from testio_sync.settings import Settings
-from testio_sync.store import queries, runs
+from testio_sync.store import queries
 from testio_sync.store.db import open_database, restore_entities
 from testio_sync.store.models import SyncEvent
+from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock, read_holder
 from testio_sync.sync.runner import backup_path_for, run_job
 from testio_sync.sync.types import (

@@ -18,12 +18,14 @@ from conftest import TOKEN, make_settings
 from typer.testing import CliRunner, Result
 
 from tasks.liveness import worker_alive
-from testio_sync import cli, cli_support
+from testio_sync import cli
+from testio_sync.cli import support as cli_support
 from testio_sync.dates import to_iso
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import queries, runs
+from testio_sync.store import queries
 from testio_sync.store.db import open_database
+from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncResult, SyncStatus
 

@@ -9,12 +9,14 @@ import pytest
 from conftest import make_settings
 from typer.testing import CliRunner, Result
 
-from testio_sync import cli, cli_support
-from testio_sync.cli_render import format_counts
+from testio_sync import cli
+from testio_sync.cli import support as cli_support
+from testio_sync.cli.render import format_counts
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import queries, runs
+from testio_sync.store import queries
 from testio_sync.store.db import open_database
+from testio_sync.sync import runs
 
 ENTITIES = ("products", "tests", "bugs", "features", "users")
 

@@ -24,8 +24,9 @@ from testio_sync import cli
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import queries, runs
+from testio_sync.store import queries
 from testio_sync.store.db import open_database
+from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncResult, SyncStatus
 

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from testio_sync import cli_support
-from testio_sync.cli_render import (
+from testio_sync.cli import support as cli_support
+from testio_sync.cli.render import (
     PlainProgress,
     format_bytes,
     format_counts,

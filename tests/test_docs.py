@@ -38,7 +38,7 @@ def test_ci_runs_the_readmes_test_command():
 
 
 def test_the_exit_codes_in_the_readme_match_the_cli():
-    from testio_sync import cli_support as s
+    from testio_sync.cli import support as s
 
     for code in (s.EXIT_OK, s.EXIT_FAILED, s.EXIT_USAGE, s.EXIT_PARTIAL, s.EXIT_LOCKED):
         assert f"**{code}**" in README

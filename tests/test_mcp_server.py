@@ -18,7 +18,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from testsupport import TOKEN, make_settings
 
 import tasks
-from testio_sync import mcp_tools
 from testio_sync.dates import utc_now
 from testio_sync.errors import (
     AuthError,
@@ -29,11 +28,12 @@ from testio_sync.errors import (
     UsageError,
 )
 from testio_sync.mcp_server import WorkerKeeper, build_server, tool_errors
-from testio_sync.mcp_tools import ProgressRelay
+from testio_sync.mcp_server import tools as mcp_tools
+from testio_sync.mcp_server.tools import ProgressRelay
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import runs
+from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncTrigger
 

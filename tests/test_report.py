@@ -14,13 +14,13 @@ import pytest
 from testsupport import TOKEN, make_settings
 
 from testio_sync.errors import UsageError
-from testio_sync.report import (
+from testio_sync.insights.filters import EXECUTED_STATUSES, TEST_STATUSES, ReportFilters
+from testio_sync.insights.report import (
     HealthThresholds,
     build_quality_report,
     compute_rates,
     quality_report,
 )
-from testio_sync.report_filters import EXECUTED_STATUSES, TEST_STATUSES, ReportFilters
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator

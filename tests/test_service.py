@@ -12,8 +12,8 @@ from testsupport import make_settings, start_consumer, stop_consumer
 import tasks
 from testio_sync.errors import SyncError, UsageError
 from testio_sync.service import SyncService
-from testio_sync.store import runs
 from testio_sync.store.models import SyncEvent, database
+from testio_sync.sync import runs
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import (
     DEFAULT_PHASES,

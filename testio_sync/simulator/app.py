@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,7 +23,32 @@ from testio_sync.simulator.endpoints import ApiProblem
 from testio_sync.simulator.faults import Decision, retry_after_header
 
 if TYPE_CHECKING:
-    from testio_sync.simulator.simulator import Simulator
+    import threading
+    from datetime import datetime
+
+    from testio_sync.simulator.endpoints import ContractApi
+    from testio_sync.simulator.faults import FaultConfig, FaultState
+    from testio_sync.simulator.stats import RequestStats
+
+
+class Simulator(Protocol):
+    """What the app needs of the simulator it serves (the app never imports the model)."""
+
+    token: str
+    lock: threading.RLock
+    api: ContractApi
+    stats_counter: RequestStats
+    fault_state: FaultState
+
+    def now(self) -> datetime: ...
+    def advance(self, hours: float) -> dict[str, Any]: ...
+    def update_faults(self, **changes: Any) -> FaultConfig: ...
+    def clear_faults(self) -> FaultConfig: ...
+    def describe_faults(self) -> dict[str, Any]: ...
+    def truth(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def reset_stats(self) -> None: ...
+
 
 API_PREFIX = "/customer/v2"
 CONTROL_PREFIX = "/_simulator"

@@ -36,7 +36,7 @@ from typing import Any
 import psutil
 
 from testio_sync.errors import ConfigError, SyncLockedError
-from testio_sync.sync.entity_locks import EntityLocks, held_entity_keys
+from testio_sync.repositories.entity_locks import EntityLocks, held_entity_keys
 from testio_sync.sync.lock_record import (
     BUSY,
     RELEASE_PATIENCE_S,

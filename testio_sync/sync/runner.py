@@ -22,8 +22,9 @@ from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
 from testio_sync.errors import SyncLockedError, TestioSyncError
 from testio_sync.settings import Settings
-from testio_sync.store import runs, save
+from testio_sync.store import save
 from testio_sync.store.db import backup_database, open_database
+from testio_sync.sync import runs
 from testio_sync.sync.engine import run_sync
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncRequest, SyncResult, SyncStatus

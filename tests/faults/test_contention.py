@@ -26,8 +26,8 @@ from testio_sync.mcp_server import build_server
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import runs
 from testio_sync.store.models import SyncEvent, database
+from testio_sync.sync import runs
 from testio_sync.sync.types import SyncOptions
 
 from .support import LOCKED, percentile, wait_until

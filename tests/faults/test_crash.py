@@ -15,7 +15,7 @@ from testsupport import TOKEN, make_settings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import runs
+from testio_sync.sync import runs
 from testio_sync.sync.lock import describe_holder
 from testio_sync.sync.types import SyncOptions, SyncStatus
 

@@ -12,8 +12,8 @@ from sync.support import WITH_BUGS
 from testsupport import make_settings
 
 from testio_sync.service import SyncService
-from testio_sync.store import runs
 from testio_sync.store.db import open_database
+from testio_sync.sync import runs
 from testio_sync.sync.types import SyncOptions, SyncStatus
 
 from .support import wait_until

@@ -13,7 +13,7 @@ from testsupport import TOKEN, make_settings
 
 from testio_sync.service import SyncService
 from testio_sync.simulator import Simulator
-from testio_sync.store import runs
+from testio_sync.sync import runs
 from testio_sync.sync.types import SyncStatus
 
 from .support import ids_in, store_problems, wait_until

@@ -191,7 +191,7 @@ def test_an_unreachable_api_is_a_failure_not_a_success(home):
 def test_a_success_of_the_full_scope_moves_last_sync_completed_and_a_failure_does_not(
     fresh_server, home
 ):
-    from testio_sync.store import runs
+    from testio_sync.sync import runs
 
     sim, url = fresh_server
     service = SyncService(make_settings(home, url))
@@ -238,7 +238,7 @@ def test_a_scoped_nuke_wipes_only_the_given_products_even_with_bugs_stored(tiny_
 
 def test_a_run_whose_process_died_is_marked_abandoned(tiny_server, home):
     """A running row owned by a dead PID is abandoned at the next sync, which then runs."""
-    from testio_sync.store import runs
+    from testio_sync.sync import runs
     from testio_sync.sync.types import SyncRequest
 
     _sim, url = tiny_server

@@ -19,8 +19,8 @@ from peewee import Case, fn
 
 from testio_sync.dates import parse_since, to_iso
 from testio_sync.errors import UsageError
-from testio_sync.report import require_products
-from testio_sync.report_filters import TEST_STATUSES
+from testio_sync.insights.filters import TEST_STATUSES
+from testio_sync.insights.report import require_products
 from testio_sync.service import RunView
 from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest

@@ -1,6 +1,6 @@
-"""``testio-sync report`` and ``testio-sync demo``: the commands that show the data.
+"""``testio-sync report``: the product quality report on the terminal.
 
-``report`` prints the product quality report (the same numbers the MCP tool
+It prints the product quality report (the same numbers the MCP tool
 returns) from the local mirror, refreshing only stale bugs of tests that can
 still change. ``demo`` runs the whole system on the built-in simulator.
 """
@@ -8,19 +8,14 @@ still change. ``demo`` runs the whole system on the built-in simulator.
 from __future__ import annotations
 
 import asyncio
-import sys
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from testio_sync import cli_render as render
-from testio_sync.cli_support import fail, open_service, reported_errors, settings_or_exit
-from testio_sync.report_text import report_lines
+from testio_sync.cli import render
+from testio_sync.cli.support import fail, open_service, reported_errors, settings_or_exit
+from testio_sync.insights.report_text import report_lines
 from testio_sync.settings import parse_product_ids
-
-DEMO_DIR = Path(tempfile.gettempdir()) / "testio-sync-demo"
 
 
 def _ids(values: list[str] | None, name: str) -> list[int] | None:
@@ -64,8 +59,8 @@ def report(
     Example:
         $ testio-sync report -p 598 --start-date 2026-01-01 --end-date 2026-03-31
     """
-    from testio_sync.report import quality_report
-    from testio_sync.report_filters import ReportFilters
+    from testio_sync.insights.filters import ReportFilters
+    from testio_sync.insights.report import quality_report
 
     settings = settings_or_exit()
     with reported_errors():
@@ -84,30 +79,3 @@ def report(
         return
     for line in report_lines(data):
         typer.echo(line)
-
-
-def demo(
-    directory: Annotated[
-        Path, typer.Option("--dir", help="Where the demo keeps its data (emptied first).")
-    ] = DEMO_DIR,
-    scale: Annotated[str, typer.Option(help="Simulator data size: tiny, seed or large.")] = "seed",
-    latency_ms: Annotated[float, typer.Option(help="Simulated API latency.")] = 20.0,
-) -> None:
-    """Run the whole system on the built-in simulator: sync, a day later, report, status.
-
-    Starts the simulated API and a worker, syncs through the queue, lets a day
-    pass upstream and syncs again, prints the quality report and the status,
-    then stops what it started. Your real data directory is never touched.
-
-    Example:
-        $ testio-sync demo
-    """
-    from testio_sync.demo import run_demo
-
-    if scale not in ("tiny", "seed", "large"):
-        fail(f"--scale must be tiny, seed or large, not {scale!r}", 2)
-    with reported_errors():
-        code = run_demo(
-            directory, out=sys.stdout, err=sys.stderr, scale=scale, latency_ms=latency_ms
-        )
-    raise typer.Exit(code)

@@ -23,11 +23,11 @@ from testio_sync.api.batches import fetch_bugs_batched
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
 from testio_sync.errors import AccessError, ApiError, AuthError
+from testio_sync.repositories.entity_locks import EntityLocks
 from testio_sync.settings import Settings
 from testio_sync.store import save
 from testio_sync.store.models import Bug, ExploratoryTest, Feature, Product, database
 from testio_sync.store.writer import direct_call
-from testio_sync.sync.entity_locks import EntityLocks
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from testio_sync import cli_render as render
-from testio_sync.cli_plan import build_plan, plan_lines
-from testio_sync.cli_support import (
+from testio_sync.cli import render
+from testio_sync.cli.plan import build_plan, plan_lines
+from testio_sync.cli.support import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from testio_sync.cli_render import age_of, format_time, plural
+from testio_sync.cli.render import age_of, format_time, plural
 from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.sync.types import SyncOptions, SyncPhase, SyncRequest

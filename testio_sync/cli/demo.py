@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Annotated, TextIO
 
-from testio_sync.cli_render import make_progress, plural, status_lines, summary_lines
-from testio_sync.report import quality_report
-from testio_sync.report_filters import ReportFilters
-from testio_sync.report_text import report_lines
+import typer
+
+from testio_sync.cli.render import make_progress, plural, status_lines, summary_lines
+from testio_sync.cli.support import fail, reported_errors
+from testio_sync.insights.filters import ReportFilters
+from testio_sync.insights.report_text import report_lines
 from testio_sync.settings import Secret, Settings
-from testio_sync.simulator import Simulator
 from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncResult, SyncStatus
+
+DEMO_DIR = Path(tempfile.gettempdir()) / "testio-sync-demo"
 
 DEMO_TOKEN = "demo-token"
 
@@ -35,8 +40,11 @@ def run_demo(
     quiet: bool = False,
 ) -> int:
     """Run the demo in ``directory`` (emptied first); returns the exit code."""
+    # Imported here: the simulator and the report client are heavy, and only the demo runs them.
     from tasks.consumer import spawn_worker
+    from testio_sync.insights.report import quality_report
     from testio_sync.service import SyncService
+    from testio_sync.simulator import Simulator
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
@@ -100,3 +108,28 @@ def _runner(
         return result
 
     return run
+
+
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo keeps its data (emptied first).")
+    ] = DEMO_DIR,
+    scale: Annotated[str, typer.Option(help="Simulator data size: tiny, seed or large.")] = "seed",
+    latency_ms: Annotated[float, typer.Option(help="Simulated API latency.")] = 20.0,
+) -> None:
+    """Run the whole system on the built-in simulator: sync, a day later, report, status.
+
+    Starts the simulated API and a worker, syncs through the queue, lets a day
+    pass upstream and syncs again, prints the quality report and the status,
+    then stops what it started. Your real data directory is never touched.
+
+    Example:
+        $ testio-sync demo
+    """
+    if scale not in ("tiny", "seed", "large"):
+        fail(f"--scale must be tiny, seed or large, not {scale!r}", 2)
+    with reported_errors():
+        code = run_demo(
+            directory, out=sys.stdout, err=sys.stderr, scale=scale, latency_ms=latency_ms
+        )
+    raise typer.Exit(code)

@@ -21,7 +21,7 @@ from typing import Any
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import ApiError, UsageError
-from testio_sync.report_filters import ReportFilters
+from testio_sync.insights.filters import ReportFilters
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
 from testio_sync.store import queries

@@ -31,7 +31,6 @@ from pydantic import Field, ValidationError
 
 from tasks.consumer import spawn_worker
 from tasks.liveness import worker_alive
-from testio_sync import mcp_tools, report
 from testio_sync.errors import (
     ApiError,
     AuthError,
@@ -42,7 +41,9 @@ from testio_sync.errors import (
     TestioSyncError,
     UsageError,
 )
-from testio_sync.report_filters import ReportFilters
+from testio_sync.insights import report
+from testio_sync.insights.filters import ReportFilters
+from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.sync.lock import EntityLocks

@@ -1,0 +1,83 @@
+"""``testio-sync worker`` and ``testio-sync serve``: the long-running processes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from testio_sync.cli.support import fail, reported_errors, settings_or_exit
+
+
+def worker() -> None:
+    """Run the sync worker in the foreground until Ctrl-C.
+
+    It runs queued syncs one at a time and starts the background sync when it is
+    due (TESTIO_REFRESH_INTERVAL_SECONDS). The same as
+    `huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f`
+    with the TESTIO_* settings in its environment.
+
+    Example:
+        $ testio-sync worker
+    """
+    settings = settings_or_exit()
+    with reported_errors():
+        settings.ensure_home()
+        from tasks.liveness import worker_alive, worker_pid
+
+        if worker_alive(settings.worker_lock_path):
+            pid = worker_pid(settings.worker_lock_path)
+            fail(f"a worker already runs for {settings.home}" + (f" (PID {pid})." if pid else "."))
+        if not settings.api_token:
+            typer.echo("Warning: TESTIO_CUSTOMER_API_TOKEN is not set; syncs will fail.", err=True)
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        typer.echo(f"Worker running for {settings.home}; Ctrl-C stops it.", err=True)
+        from tasks.consumer import run_worker
+
+        try:
+            run_worker(settings)
+        except KeyboardInterrupt:
+            typer.echo("Worker stopped.", err=True)
+
+
+class Transport(StrEnum):
+    STDIO = "stdio"
+    HTTP = "http"
+
+
+def serve(
+    transport: Annotated[
+        Transport, typer.Option(help="stdio (for an MCP client) or http (streamable HTTP at /mcp).")
+    ] = Transport.STDIO,
+    host: Annotated[str, typer.Option(help="Address for --transport http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8080,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not start a worker alongside the server.")
+    ] = False,
+) -> None:
+    """Run the MCP server over the local mirror (it starts a worker unless --no-worker).
+
+    On stdio nothing but the protocol goes to stdout; logs go to stderr.
+
+    Example:
+        $ testio-sync serve --transport http --port 8080
+    """
+    settings = settings_or_exit()
+    with reported_errors():
+        # Imported here: the MCP SDK is heavy, and only this command needs it.
+        from testio_sync.mcp_server import run_server
+
+        run_server(
+            settings,
+            transport="http" if transport is Transport.HTTP else "stdio",
+            host=host,
+            port=port,
+            start_worker=not no_worker,
+        )
