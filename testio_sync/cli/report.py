@@ -1,21 +1,26 @@
-"""``testio-sync report``: the product quality report on the terminal.
+"""``testio-sync report``: the product quality report as text, HTML, CSV, JSON or Markdown.
 
-It prints the product quality report (the same numbers the MCP tool
-returns) from the local mirror, refreshing only stale bugs of tests that can
-still change. ``demo`` runs the whole system on the built-in simulator.
+It renders the product quality report (the same numbers the MCP tool returns)
+from the local mirror, refreshing only stale bugs of tests that can still
+change, to the terminal or to a file to hand on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from testio_sync.cli import render
-from testio_sync.cli.support import fail, open_service, reported_errors, settings_or_exit
-from testio_sync.insights.report_text import report_lines
-from testio_sync.settings import parse_product_ids
+from testio_sync.cli.support import (
+    EXIT_USAGE,
+    fail,
+    open_service,
+    reported_errors,
+    settings_or_exit,
+)
+from testio_sync.settings import Settings, parse_product_ids
 
 
 def _ids(values: list[str] | None, name: str) -> list[int] | None:
@@ -26,14 +31,56 @@ def _ids(values: list[str] | None, name: str) -> list[int] | None:
     try:
         return list(parse_product_ids(",".join(values), source=name))
     except ConfigError as exc:
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_USAGE)
+
+
+def _products(given: list[int] | None, settings: Settings) -> list[int]:
+    """The products asked for; else TESTIO_PRODUCT_IDS; else every stored product."""
+    if given:
+        return given
+    if settings.product_ids:
+        return list(settings.product_ids)
+    from testio_sync.store import queries
+
+    stored = queries.product_ids()
+    if not stored:
+        fail("No products in the local mirror yet; fetch them with `testio-sync sync`.", 1)
+    return stored
+
+
+def _render(fmt: str, data: dict[str, Any], filters: Any) -> str:
+    from testio_sync.insights import report_export
+
+    if fmt == "json":
+        return report_export.to_json(data)
+    if fmt == "csv":
+        return report_export.to_csv(data)
+    if fmt == "md":
+        return report_export.to_markdown(data)
+    if fmt == "html":
+        from testio_sync.insights.report_html import render_html
+        from testio_sync.insights.series import chart_series
+
+        return render_html(data, chart_series(filters))
+    from testio_sync.insights.report_text import report_lines
+
+    return "\n".join(report_lines(data)) + "\n"
 
 
 def report(
     product_ids: Annotated[
-        list[str],
-        typer.Option("--product-ids", "-p", metavar="ID[,ID...]", help="Products (required)."),
-    ],
+        list[str] | None,
+        typer.Option(
+            "--product-ids",
+            "-p",
+            metavar="ID[,ID...]",
+            help="Products; default: TESTIO_PRODUCT_IDS, else every stored product.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Tests that ended on or after this day: 90d, 2w, 2026-01-31."),
+    ] = None,
     start_date: Annotated[
         str | None, typer.Option(help="First day (UTC) of the tests' end, YYYY-MM-DD.")
     ] = None,
@@ -49,33 +96,56 @@ def report(
         list[str] | None,
         typer.Option("--test-ids", metavar="ID[,ID...]", help="These tests instead of filters."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", metavar="FORMAT", help="text, html, csv, json or md."),
+    ] = "text",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write here (html needs it)."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Print the product quality report from the local mirror (refresh it with `sync`).
+    """Print or write the product quality report from the local mirror.
 
     Tests and bugs by status and severity, rejection reasons, and the acceptance,
     rejection and review rates with a health word each; one block per product.
+    The HTML file is self-contained (charts inside, no network) and prints on A4.
+    Stale bugs of tests that can still change are refreshed first; refresh the
+    rest with `testio-sync sync --with-bugs`.
 
     Example:
-        $ testio-sync report -p 598 --start-date 2026-01-01 --end-date 2026-03-31
+        $ testio-sync report -p 598 --since 90d --format html -o quality.html
     """
     from testio_sync.insights.filters import ReportFilters
     from testio_sync.insights.report import quality_report
+    from testio_sync.insights.report_export import FORMATS
 
+    fmt = "json" if json_output else fmt.strip().lower()
+    if fmt not in FORMATS:
+        fail(f"--format: unknown {fmt!r}; use {', '.join(FORMATS)}", EXIT_USAGE)
+    if fmt == "html" and output is None:
+        fail("--format html writes a file: add --output FILE", EXIT_USAGE)
+    if since and start_date:
+        fail("--since and --start-date both set the first day: give one", EXIT_USAGE)
     settings = settings_or_exit()
     with reported_errors():
         open_service(settings)
         filters = ReportFilters.parse(
-            product_ids=_ids(product_ids, "--product-ids") or [],
-            start_date=start_date,
+            product_ids=_products(_ids(product_ids, "--product-ids"), settings),
+            start_date=since or start_date,
             end_date=end_date,
             statuses=statuses,
             testing_type=testing_type,
             test_ids=_ids(test_ids, "--test-ids"),
         )
         data = asyncio.run(quality_report(filters, settings))
-    if json_output:
-        typer.echo(render.to_json(data))
+        text = _render(fmt, data, filters)
+    if output is None:
+        typer.echo(text, nl=False)
         return
-    for line in report_lines(data):
-        typer.echo(line)
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}", 1)
+    typer.echo(f"Wrote the {fmt} report to {output}", err=True)

@@ -68,6 +68,23 @@ class HealthThresholds:
             return _low_is_bad(value, self.review_warning, self.review_critical)
         return "healthy"
 
+    def bands(self) -> dict[str, dict[str, Any]]:
+        """Per rate with thresholds: which side is bad, and where warning and critical start."""
+        return {
+            "active_acceptance_rate": _band(
+                "low", self.active_acceptance_warning, self.active_acceptance_critical
+            ),
+            "auto_acceptance_rate": _band(
+                "high", self.auto_acceptance_warning, self.auto_acceptance_critical
+            ),
+            "rejection_rate": _band("high", self.rejection_warning, self.rejection_critical),
+            "review_rate": _band("low", self.review_warning, self.review_critical),
+        }
+
+
+def _band(bad: str, warning: float, critical: float) -> dict[str, Any]:
+    return {"bad_when": bad, "warning": warning, "critical": critical}
+
 
 DEFAULT_THRESHOLDS = HealthThresholds()
 
@@ -196,6 +213,26 @@ def require_products(product_ids: Sequence[int]) -> None:
         )
 
 
+@store_call("check the testing type of a report")
+def require_testing_type(filters: ReportFilters) -> None:
+    """Raises:
+    UsageError: the testing type is not one the stored tests of these products have.
+    """
+    if not filters.testing_type:
+        return
+    rows = database.execute_sql(
+        "SELECT DISTINCT testing_type FROM tests WHERE testing_type IS NOT NULL"
+        " AND product_id IN (SELECT value FROM json_each(?)) ORDER BY 1",
+        [json.dumps(list(filters.product_ids))],
+    )
+    known = [t for (t,) in rows]
+    if filters.testing_type not in known:
+        raise UsageError(
+            f"testing_type: unknown {filters.testing_type!r}; "
+            f"use {', '.join(known) or '(no tests stored for these products)'}"
+        )
+
+
 @store_call("select the tests of a report")
 def scope_test_ids(filters: ReportFilters) -> list[int]:
     where, params = filters.where_sql()
@@ -214,6 +251,7 @@ def build_quality_report(
         StoreError: the database cannot be read.
     """
     require_products(filters.product_ids)
+    require_testing_type(filters)
     where, params = filters.where_sql()
     if filters.test_ids is not None:
         outside = sorted(set(filters.test_ids) - set(scope_test_ids(filters)))
@@ -270,6 +308,7 @@ def build_quality_report(
 
     report: dict[str, Any] = {
         "product_ids": list(filters.product_ids),
+        "product_names": {str(pid): names.get(pid) for pid in filters.product_ids},
         "filters": filters.to_dict(),
         **total.to_dict(thresholds),
     }
@@ -318,14 +357,23 @@ async def refresh_stale_bugs(
     try:
         async with ApiClient.from_settings(settings) as client:
             repos = Repositories(client, settings, locks=locks, now=now)
-            outcome = await repos.refresh_bugs(due)
+            # The repository's read-through entry point: stale bugs are refetched, and a
+            # test whose fetch failed keeps its stored bugs and stays due.
+            await repos.get_bugs_cached_or_refresh(due)
     except ApiError as exc:
         logger.warning("bug refresh for the report failed: %s", exc)
         return [f"Bugs could not be refreshed ({exc}); the report uses stored data."]
-    if outcome.failed:
+    failed = await asyncio.to_thread(
+        queries.tests_needing_bugs,
+        product_ids=filters.product_ids,
+        since=None,
+        ttl_s=settings.cache_ttl_s,
+        now=now(),
+        test_ids=due,
+    )
+    if failed:
         return [
-            f"Bugs of {len(outcome.failed)} test(s) could not be refreshed; "
-            "their stored bugs are used."
+            f"Bugs of {len(failed)} test(s) could not be refreshed; their stored bugs are used."
         ]
     return []
 

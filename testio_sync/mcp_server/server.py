@@ -1,4 +1,4 @@
-"""The MCP server: seven slim tools over the SyncService, the report and the store.
+"""The MCP server: seven slim tools, two prompts and a resource over the service and store.
 
 Tools validate, call one library function (``mcp_tools``, ``report``,
 ``SyncService``) and return compact JSON with the same dict as structured
@@ -43,6 +43,7 @@ from testio_sync.errors import (
 )
 from testio_sync.insights import report
 from testio_sync.insights.filters import ReportFilters
+from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
@@ -329,7 +330,28 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         slim_tool(get_test_summary, READ_ONLY),
         slim_tool(list_bugs, READ_ONLY),
     ]
-    return TestioMCPServer(SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), tools=tools)
+    server = TestioMCPServer(
+        SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), tools=tools
+    )
+    register_guides(server)
+    return server
+
+
+def register_guides(server: MCPServer) -> None:
+    """The two prompts and the health-threshold resource (texts in ``mcp_server.prompts``)."""
+    server.prompt(
+        "analyze-product-quality",
+        description="Analyze a product's test quality over a period, with fresh data.",
+    )(prompts.analyze_product_quality)
+    server.prompt(
+        "prepare-ebr", description="Prepare the numbers of an executive business review."
+    )(prompts.prepare_ebr)
+    server.resource(
+        prompts.THRESHOLDS_URI,
+        name="health-thresholds",
+        description="The health thresholds in force for the quality report's rates.",
+        mime_type="application/json",
+    )(lambda: prompts.thresholds_document())
 
 
 def _version() -> str:
