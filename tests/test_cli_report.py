@@ -34,7 +34,7 @@ def test_report_prints_the_quality_report_of_the_stored_data(settings, tiny_serv
     assert data["total_bugs"] == sum(1 for b in sim.world.bugs.values() if b.test_id in ids)
     text = invoke(settings, "report", "-p", str(pid))
     assert text.exit_code == 0
-    assert f"Quality report for product(s) {pid}" in text.stdout
+    assert f"Quality report for {sim.world.products[pid].name} ({pid})" in text.stdout
     assert "Rejection" in text.stdout and "health" in text.stdout
 
 

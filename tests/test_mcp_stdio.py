@@ -174,3 +174,45 @@ async def test_http_server_serves_on_localhost_and_sigterm_stops_it_and_its_work
         if proc.stderr:
             proc.stderr.close()
     await wait_until(lambda: not worker_alive(home / "worker.lock"))
+
+
+@pytest.mark.anyio
+async def test_prompts_and_the_thresholds_resource_are_listed_and_render_over_stdio(
+    tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """prompts/list, resources/list, prompts/get with arguments and resources/read, over stdio."""
+    from testio_sync.insights.report import DEFAULT_THRESHOLDS
+
+    async with stdio_server(server_env(tmp_path / "home", tiny_server), "--no-worker") as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        resources = (await client.list_resources()).resources
+        analysis = await client.get_prompt(
+            "analyze-product-quality",
+            {"product": "117", "period": "2026-Q3", "focus": "rejection reasons"},
+        )
+        ebr = await client.get_prompt("prepare-ebr", {"product": "Web Shop", "period": "Q3"})
+        thresholds = await client.read_resource("testio://health-thresholds")
+
+    assert {
+        name: [(a.name, a.required) for a in p.arguments or []] for name, p in prompts.items()
+    } == {
+        "analyze-product-quality": [("product", True), ("period", False), ("focus", False)],
+        "prepare-ebr": [("product", True), ("period", False)],
+    }
+    assert [(r.name, str(r.uri)) for r in resources] == [
+        ("health-thresholds", "testio://health-thresholds")
+    ]
+    text = analysis.messages[0].content.text
+    assert "product 117 for 2026-Q3" in text and "attention to: rejection reasons" in text
+    assert text.index("sync_data") < text.index("get_product_quality_report")
+    assert "testio://health-thresholds" in text and len(text.split()) < 400
+    assert "product Web Shop for Q3" in ebr.messages[0].content.text
+    rates = json.loads(thresholds.contents[0].text)["rates"]
+    assert rates["rejection_rate"] == {
+        "label": "Rejection",
+        "measures": "rejected bugs / all bugs",
+        "bad_when": "high",
+        "warning": DEFAULT_THRESHOLDS.rejection_warning,
+        "critical": DEFAULT_THRESHOLDS.rejection_critical,
+    }
+    assert (rates["review_rate"]["bad_when"], rates["review_rate"]["critical"]) == ("low", 0.60)
