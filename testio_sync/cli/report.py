@@ -79,19 +79,27 @@ def report(
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option(help="Tests that ended on or after this day: 90d, 2w, 2026-01-31."),
+        typer.Option(
+            metavar="DAY", help="Tests that ended on or after this day: 90d, 2w, 2026-01-31."
+        ),
     ] = None,
     start_date: Annotated[
-        str | None, typer.Option(help="First day (UTC) of the tests' end, YYYY-MM-DD.")
+        str | None,
+        typer.Option(metavar="DAY", help="First day (UTC) of the tests' end, YYYY-MM-DD."),
     ] = None,
     end_date: Annotated[
-        str | None, typer.Option(help="Last day (UTC) of the tests' end, YYYY-MM-DD.")
+        str | None,
+        typer.Option(metavar="DAY", help="Last day (UTC) of the tests' end, YYYY-MM-DD."),
     ] = None,
     statuses: Annotated[
         list[str] | None,
-        typer.Option("--status", help="Test statuses (repeat); default: the executed ones."),
+        typer.Option(
+            "--status", metavar="STATUS", help="Test statuses (repeat); default: the executed ones."
+        ),
     ] = None,
-    testing_type: Annotated[str | None, typer.Option(help="Only this testing type.")] = None,
+    testing_type: Annotated[
+        str | None, typer.Option(metavar="TYPE", help="Only this testing type.")
+    ] = None,
     test_ids: Annotated[
         list[str] | None,
         typer.Option("--test-ids", metavar="ID[,ID...]", help="These tests instead of filters."),
@@ -115,7 +123,7 @@ def report(
     rest with `testio-sync sync --with-bugs`.
 
     Example:
-        $ testio-sync report -p 598 --since 90d --format html -o quality.html
+        $ testio-sync report -p 117 --since 90d --format html -o quality.html
     """
     from testio_sync.insights.filters import ReportFilters
     from testio_sync.insights.report import quality_report

@@ -232,11 +232,13 @@ def _breakdowns(report: Mapping[str, Any], features: list[Mapping[str, Any]]) ->
     severity = report["bugs_by_severity"]
     if severity:
         out += [
+            '<div class="charts-block">',
             "<h2>Bugs by severity</h2>",
             _img(
                 charts.horizontal_bars(severity, colors=charts.SEVERITY_COLORS),
                 "Bugs by severity",
             ),
+            "</div>",
         ]
     if features:
         counts: dict[str, int] = {}
@@ -248,6 +250,7 @@ def _breakdowns(report: Mapping[str, Any], features: list[Mapping[str, Any]]) ->
             counts[key] = feature["bugs"]
             notes[key] = f"{percent(feature['rejection_rate'])} rejected"
         out += [
+            '<div class="charts-block">',
             f"<h2>Top {len(features)} features by bugs, with their rejection rate</h2>",
             _img(
                 charts.horizontal_bars(
@@ -255,15 +258,18 @@ def _breakdowns(report: Mapping[str, Any], features: list[Mapping[str, Any]]) ->
                 ),
                 "Features with the most bugs",
             ),
+            "</div>",
         ]
     reasons = report["rejected_by_reason"]
     if reasons:
         out += [
+            '<div class="charts-block">',
             "<h2>Why bugs were rejected</h2>",
             _img(
                 charts.horizontal_bars(reasons, colors=dict.fromkeys(reasons, "#c62828")),
                 "Rejected bugs by reason",
             ),
+            "</div>",
         ]
     return out
 
