@@ -65,8 +65,12 @@ def _figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def _label(month: str) -> str:
-    return month[2:].replace("-", "/")  # "2026-03" -> "26/03": short enough for a phone
+    """``2026-03`` -> ``Mar '26``: short enough for a phone, not mistaken for a day."""
+    return f"{MONTHS[int(month[5:7]) - 1]} '{month[2:4]}"
 
 
 def _tick_months(ax: Any, months: Sequence[str], most: int = 12) -> None:

@@ -342,14 +342,18 @@ async def refresh_stale_bugs(
     test_ids = await asyncio.to_thread(scope_test_ids, filters)
     if not test_ids:
         return []
-    due = await asyncio.to_thread(
-        queries.tests_needing_bugs,
-        product_ids=filters.product_ids,
-        since=None,
-        ttl_s=settings.cache_ttl_s,
-        now=now(),
-        test_ids=test_ids,
-    )
+
+    def needing_bugs(among: list[int]) -> Any:
+        return asyncio.to_thread(
+            queries.tests_needing_bugs,
+            product_ids=filters.product_ids,
+            since=None,
+            ttl_s=settings.cache_ttl_s,
+            now=now(),
+            test_ids=among,
+        )
+
+    due = await needing_bugs(test_ids)
     if not due:
         return []
     if not settings.api_token:
@@ -363,14 +367,7 @@ async def refresh_stale_bugs(
     except ApiError as exc:
         logger.warning("bug refresh for the report failed: %s", exc)
         return [f"Bugs could not be refreshed ({exc}); the report uses stored data."]
-    failed = await asyncio.to_thread(
-        queries.tests_needing_bugs,
-        product_ids=filters.product_ids,
-        since=None,
-        ttl_s=settings.cache_ttl_s,
-        now=now(),
-        test_ids=due,
-    )
+    failed = await needing_bugs(due)
     if failed:
         return [
             f"Bugs of {len(failed)} test(s) could not be refreshed; their stored bugs are used."

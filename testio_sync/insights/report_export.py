@@ -13,8 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from testio_sync.insights.report import BUG_BUCKETS, DEFAULT_THRESHOLDS, HealthThresholds
+from testio_sync.insights.report import DEFAULT_THRESHOLDS, HealthThresholds
 from testio_sync.insights.report_text import (
+    ALL_BUCKETS,
     HEALTH_MEANING,
     RATE_LABELS,
     REFRESH_HINT,
@@ -27,7 +28,6 @@ from testio_sync.insights.report_text import (
 )
 
 FORMATS = ("text", "html", "csv", "json", "md")
-CSV_BUCKETS = (*BUG_BUCKETS, "unknown")
 
 
 def product_sections(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -55,7 +55,7 @@ def to_csv(report: Mapping[str, Any]) -> str:
         "testing_type",
         "total_tests",
         "total_bugs",
-        *(f"bugs_{b}" for b in CSV_BUCKETS),
+        *(f"bugs_{b}" for b in ALL_BUCKETS),
         *(column for rate in RATE_LABELS for column in (rate, f"{rate}_health")),
         "data_as_of",
     ]
@@ -74,7 +74,7 @@ def to_csv(report: Mapping[str, Any]) -> str:
                 filters.get("testing_type", ""),
                 section["total_tests"],
                 section["total_bugs"],
-                *(section["bugs_by_status"].get(b, 0) for b in CSV_BUCKETS),
+                *(section["bugs_by_status"].get(b, 0) for b in ALL_BUCKETS),
                 *(
                     cell
                     for rate in RATE_LABELS

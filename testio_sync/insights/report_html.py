@@ -15,22 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 from testio_sync.insights import charts
-from testio_sync.insights.report import BUG_BUCKETS, DEFAULT_THRESHOLDS, HealthThresholds
+from testio_sync.insights import report_text as words
+from testio_sync.insights.report import DEFAULT_THRESHOLDS, HealthThresholds
 from testio_sync.insights.report_export import product_sections
-from testio_sync.insights.report_text import (
-    HEALTH_MEANING,
-    RATE_LABELS,
-    REFRESH_HINT,
-    bug_buckets,
-    bugs_per_test,
-    percent,
-    period_text,
-    products_text,
-    threshold_text,
-)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-BUCKET_ORDER = (*BUG_BUCKETS, "unknown")
 
 CSS = """
 :root { --ink:#263238; --muted:#607d8b; --line:#eceff1; --card:#f7f9fa;
@@ -97,12 +86,12 @@ def render_html(
 ) -> str:
     """The whole page for a report and its chart series (``series.chart_series``)."""
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"Quality report: {products_text(report)}"
+    title = f"Quality report: {words.products_text(report)}"
     several = len(report["product_ids"]) > 1
     body = [
         "<header>",
         "<h1>Quality report</h1>",
-        f'<p class="products">{escape(products_text(report))}</p>',
+        f'<p class="products">{escape(words.products_text(report))}</p>',
         '<dl class="meta">',
         *_meta(report),
         "</dl>",
@@ -145,7 +134,7 @@ def render_html(
 
 def _meta(report: Mapping[str, Any]) -> list[str]:
     filters = report.get("filters") or {}
-    rows = [("Period", period_text(report))]
+    rows = [("Period", words.period_text(report))]
     if filters.get("statuses"):
         rows.append(("Test statuses", ", ".join(filters["statuses"])))
     if filters.get("testing_type"):
@@ -164,19 +153,19 @@ def _card(label: str, value: str, note: str = "", health: str = "") -> str:
 
 
 def _cards(section: Mapping[str, Any], thresholds: HealthThresholds) -> str:
-    buckets = bug_buckets(section)
+    buckets = words.bug_buckets(section)
     bug_note = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in buckets.items())
     cards = [
         _card("Tests", f"{section['total_tests']:,}"),
-        _card("Bugs", f"{section['total_bugs']:,}", bugs_per_test(section)),
+        _card("Bugs", f"{section['total_bugs']:,}", words.bugs_per_test(section)),
     ]
-    for rate, label in RATE_LABELS.items():
+    for rate, label in words.RATE_LABELS.items():
         value = section["rates"][rate]
         cards.append(
             _card(
                 label,
-                percent(value["value"]),
-                _pretty(threshold_text(rate, thresholds)),
+                words.percent(value["value"]),
+                _pretty(words.threshold_text(rate, thresholds)),
                 value["health"],
             )
         )
@@ -205,7 +194,7 @@ def _charts(
     months = monthly["months"]
     if not months:
         return ['<p class="empty">No test in scope has an end date: no monthly charts.</p>']
-    present = [b for b in BUCKET_ORDER if any(m["bugs_by_status"].get(b) for m in months)]
+    present = [b for b in words.ALL_BUCKETS if any(m["bugs_by_status"].get(b) for m in months)]
     out = [
         '<div class="charts-block">',
         "<h3>Bugs per month (by the month the test ended, UTC), by status</h3>",
@@ -216,7 +205,7 @@ def _charts(
         '<div class="grid3">',
     ]
     for rate in charts.RATE_TITLES:
-        alt = f"{RATE_LABELS[rate]} rate per month"
+        alt = f"{words.RATE_LABELS[rate]} rate per month"
         out.append(_img(charts.monthly_rate(rate, months, thresholds), alt, wide=False))
     out += ["</div>", "</div>"]
     if monthly.get("tests_without_end"):
@@ -248,7 +237,7 @@ def _breakdowns(report: Mapping[str, Any], features: list[Mapping[str, Any]]) ->
             if key in counts:
                 key = f"{key} (#{feature['feature_id']})"
             counts[key] = feature["bugs"]
-            notes[key] = f"{percent(feature['rejection_rate'])} rejected"
+            notes[key] = f"{words.percent(feature['rejection_rate'])} rejected"
         out += [
             '<div class="charts-block">',
             f"<h2>Top {len(features)} features by bugs, with their rejection rate</h2>",
@@ -279,7 +268,7 @@ def _footer(report: Mapping[str, Any], when: str) -> str:
         f'<p class="warn">Warning: {escape(w)}</p>' for w in report.get("warnings") or []
     )
     return (
-        f"<footer>{warnings}<p>{escape(HEALTH_MEANING)}</p>"
+        f"<footer>{warnings}<p>{escape(words.HEALTH_MEANING)}</p>"
         f"<p>Data as of {escape(report.get('data_as_of') or 'never synced')}; "
-        f"{escape(REFRESH_HINT)}. Written by testio-sync on {when}.</p></footer>"
+        f"{escape(words.REFRESH_HINT)}. Written by testio-sync on {when}.</p></footer>"
     )

@@ -24,6 +24,8 @@ HEALTH_MEANING = (
     "threshold, critical = at or past the critical one, unknown = no bugs to rate."
 )
 REFRESH_HINT = "refresh tests and bugs with: testio-sync sync --with-bugs"
+ALL_BUCKETS = (*(b for b in BUG_BUCKETS if b != "unknown"), "unknown")
+"""Every bug bucket a rendering can show, ``unknown`` (bugs without a status) last."""
 
 
 def percent(value: float | None) -> str:
@@ -42,7 +44,7 @@ def threshold_text(rate: str, thresholds: HealthThresholds = DEFAULT_THRESHOLDS)
 def bug_buckets(report: Mapping[str, Any]) -> dict[str, int]:
     """The bug counts per bucket to show: the four buckets, plus ``unknown`` when not 0."""
     counts = report["bugs_by_status"]
-    shown = {bucket: counts.get(bucket, 0) for bucket in BUG_BUCKETS}
+    shown = {bucket: counts.get(bucket, 0) for bucket in ALL_BUCKETS[:-1]}
     if counts.get("unknown", 0):
         shown["unknown"] = counts["unknown"]
     return shown
