@@ -56,7 +56,7 @@ STYLE = {
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()
 
 
@@ -170,7 +170,7 @@ def horizontal_bars(
         top = max(values, default=0) or 1
         ax.set_xlim(0, top * (1.32 if notes else 1.12))
         for bar, (key, value) in zip(bars, reversed(items), strict=True):
-            text = f"{value:,}" + (f"  {notes[key]}" if notes and key in notes else "")
+            text = f"{value:,}" + (f" · {notes[key]}" if notes and key in notes else "")
             ax.text(
                 bar.get_width() + top * 0.01,
                 bar.get_y() + bar.get_height() / 2,
