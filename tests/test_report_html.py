@@ -55,6 +55,8 @@ addEventListener('load', () => {
   document.body.setAttribute('data-probe', JSON.stringify({
     charts: imgs.length,
     bad: bad.map(i => i.alt),
+    width: document.documentElement.scrollWidth,
+    viewport: innerWidth,
     errors: __errors,
     resources: performance.getEntriesByType('resource').map(r => r.name),
   }));
@@ -88,10 +90,13 @@ def with_probe(page: str, csp: str | None) -> str:
     return probed.replace("</head>", f"<script>{PROBE}</script></head>", 1)
 
 
-def probe(chromium: str, page: Path, net_log: Path) -> tuple[dict[str, Any], list[str]]:
+def probe(
+    chromium: str, page: Path, net_log: Path, width: int = 1000
+) -> tuple[dict[str, Any], list[str]]:
     """Open ``page``; the probe's findings and the URLs the page requested per the net log."""
     done = run_chromium(
         chromium,
+        f"--window-size={width},900",
         f"--log-net-log={net_log}",
         "--virtual-time-budget=5000",
         "--dump-dom",
@@ -136,18 +141,19 @@ def test_the_html_report_renders_every_chart_and_requests_nothing(
         svg = unquote(chart)
         assert svg.lstrip().startswith("<?xml") and "<path" in svg  # something is drawn
 
+    clean = {"charts": len(charts), "bad": [], "errors": [], "resources": []}
     # Under its own policy (plus the probe script): nothing blocked, nothing broken.
     strict = tmp_path / "strict.html"
     strict.write_text(with_probe(page, f"{CSP}; script-src 'unsafe-inline'"))
     found, requested = probe(chromium, strict, tmp_path / "strict.json")
-    assert found == {"charts": len(charts), "bad": [], "errors": [], "resources": []}
-    assert requested == []
+    assert found == {**clean, "width": 1000, "viewport": 1000} and requested == []
 
-    # Without the policy: the content itself asks for nothing.
+    # Without the policy: the content itself asks for nothing; on a phone, no sideways page.
     bare = tmp_path / "bare.html"
     bare.write_text(with_probe(page, None))
-    found, requested = probe(chromium, bare, tmp_path / "bare.json")
-    assert found == {"charts": len(charts), "bad": [], "errors": [], "resources": []}
+    found, requested = probe(chromium, bare, tmp_path / "bare.json", width=400)
+    phone = found["viewport"]  # headless Chromium keeps windows at least 500 px wide
+    assert phone <= 640 and found == {**clean, "width": phone, "viewport": phone}
     assert requested == []
 
     shot = tmp_path / "shot.png"
@@ -156,6 +162,19 @@ def test_the_html_report_renders_every_chart_and_requests_nothing(
     with Image.open(shot) as image:
         assert image.size == (1000, 1400)
         assert len(image.convert("RGB").getcolors(1 << 20) or []) > 50  # not a blank page
+
+
+def test_the_html_report_prints_on_a4_with_one_page_per_product_section(
+    chromium: str, html_report: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    page = html_report[1]
+    sections = page.read_text().count('<section class="product">')
+    pdf = tmp_path / "report.pdf"
+    done = run_chromium(chromium, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri())
+    assert pdf.is_file(), done.stderr[-2000:]
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf.read_bytes())
+    assert sections >= 2 and len(boxes) > sections  # each product starts a page of its own
+    assert {(round(float(w)), round(float(h))) for w, h in boxes} == {(595, 842)}  # A4 in pt
 
 
 def test_the_detectors_see_a_page_that_reaches_out(
