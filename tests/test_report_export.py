@@ -168,13 +168,28 @@ def test_text_report_says_what_it_counts_what_health_means_and_how_to_refresh(
 
 
 def test_a_product_without_tests_in_scope_says_no_tests(
-    store: Settings, tiny_server: tuple[Simulator, str]
+    store: Settings, tiny_server: tuple[Simulator, str], tmp_path: Path
 ) -> None:
     pid = sorted(tiny_server[0].world.products)[0]
-    text = invoke(
-        store, "report", "-p", str(pid), "--start-date", "2001-01-01", "--end-date", "2001-01-31"
-    ).stdout
+    empty = ["-p", str(pid), "--start-date", "2001-01-01", "--end-date", "2001-01-31"]
+    text = invoke(store, "report", *empty).stdout
     assert "Bugs: 0 (no tests)" in text and "None" not in text
+    page = tmp_path / "empty.html"
+    assert invoke(store, "report", *empty, "-f", "html", "-o", str(page)).exit_code == 0
+    html = page.read_text()
+    assert "no tests" in html and "no monthly charts" in html and "<img" not in html
+
+
+def test_no_mirror_and_an_unwritable_output_are_one_line_errors(
+    store: Settings, tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    result = invoke(store, "report", "-f", "csv", "-o", str(tmp_path / "missing" / "r.csv"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot write ") and result.stderr.count("\n") == 1
+    fresh = make_settings(tmp_path / "fresh", tiny_server[1])
+    result = invoke(fresh, "report")
+    assert result.exit_code == 1 and "testio-sync sync" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ def _charts(
 ) -> list[str]:
     months = monthly["months"]
     if not months:
-        return ['<p class="empty">No test in scope has an end date: no monthly charts.</p>']
+        return ['<p class="empty">No test in scope has an end date, so no monthly charts.</p>']
     present = [b for b in words.ALL_BUCKETS if any(m["bugs_by_status"].get(b) for m in months)]
     out = [
         '<div class="charts-block">',
