@@ -1,1 +1,2 @@
-"""The read side: answers from the local mirror (the quality report, its filters and its text)."""
+"""The read side: answers from the local mirror (the quality report, its filters, its
+breakdowns for charts, and its renderings: text, HTML with charts, CSV, JSON, Markdown)."""
