@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TESTIO_SYNC_HOME"] = str(home)
     worker = None
     try:
-        from tasks.consumer import spawn_worker
+        from testio_sync.tasks.consumer import spawn_worker
         from testio_sync.service import SyncService
         from testio_sync.sync.types import DEFAULT_PHASES, SyncOptions, SyncPhase
 

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tasks
-from tasks.liveness import worker_alive, worker_pid
+from testio_sync import tasks
+from testio_sync.tasks.liveness import worker_alive, worker_pid
 from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import StoreError, SyncError, UsageError
 from testio_sync.settings import Settings

@@ -17,7 +17,7 @@ import pytest
 from conftest import TOKEN, make_settings
 from typer.testing import CliRunner, Result
 
-from tasks.liveness import worker_alive
+from testio_sync.tasks.liveness import worker_alive
 from testio_sync import cli
 from testio_sync.cli import support as cli_support
 from testio_sync.dates import to_iso

@@ -19,7 +19,7 @@ import pytest
 from conftest import TOKEN, make_settings
 from typer.testing import CliRunner
 
-from tasks.liveness import worker_alive
+from testio_sync.tasks.liveness import worker_alive
 from testio_sync import cli
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings

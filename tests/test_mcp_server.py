@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.server.mcpserver.exceptions import ToolError
 from testsupport import TOKEN, make_settings
 
-import tasks
+from testio_sync import tasks
 from testio_sync.dates import utc_now
 from testio_sync.errors import (
     AuthError,

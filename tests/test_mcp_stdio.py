@@ -17,7 +17,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tasks.liveness import worker_alive
+from testio_sync.tasks.liveness import worker_alive
 from testio_sync.simulator import Simulator
 
 EXECUTED = ("running", "locked", "archived", "customer_finalized")

@@ -29,8 +29,8 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from tasks.consumer import spawn_worker
-from tasks.liveness import worker_alive
+from testio_sync.tasks.consumer import spawn_worker
+from testio_sync.tasks.liveness import worker_alive
 from testio_sync.errors import (
     ApiError,
     AuthError,

@@ -14,8 +14,8 @@ from datetime import datetime
 
 from huey import crontab
 
-from tasks.liveness import hold_worker_lock, release_worker_lock
-from tasks.queue import current_settings, huey
+from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
+from testio_sync.tasks.queue import current_settings, huey
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
 from testio_sync.store.db import open_database

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from huey.consumer import Consumer
 
-from tasks.liveness import worker_alive
-from tasks.queue import configure, huey
+from testio_sync.tasks.liveness import worker_alive
+from testio_sync.tasks.queue import configure, huey
 from testio_sync.settings import Settings
 
 WORKER_OPTIONS = {
@@ -41,7 +41,10 @@ def run_worker(settings: Settings) -> None:
 
 
 def spawn_worker(settings: Settings, *, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``testio-sync worker`` as a child process and wait until it is alive.
+    """Start a worker child process and wait until it is alive.
+
+    ``-P`` and a module path inside the package: nothing in the caller's
+    current folder (a ``tasks.py``) can run in its place.
 
     Raises:
         RuntimeError: the worker did not come up within 15 s.
@@ -51,7 +54,7 @@ def spawn_worker(settings: Settings, *, log_path: Path | None = None) -> subproc
     log = open(log_path or settings.home / "worker.log", "ab")  # noqa: SIM115 - owned by child
     os.chmod(log.name, 0o600)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tasks"],
+        [sys.executable, "-P", "-m", "testio_sync.tasks"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
