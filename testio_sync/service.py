@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from testio_sync import tasks
-from testio_sync.tasks.liveness import worker_alive, worker_pid
 from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import StoreError, SyncError, UsageError
 from testio_sync.settings import Settings
@@ -41,6 +40,7 @@ from testio_sync.sync.types import (
     SyncStatus,
     SyncTrigger,
 )
+from testio_sync.tasks.liveness import worker_alive, worker_pid
 
 ProgressCallback = Callable[[SyncProgress], None]
 OWNER_CHECK_S = 1.0  # how often a waiter checks that the run's process is still alive

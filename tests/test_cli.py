@@ -17,7 +17,6 @@ import pytest
 from conftest import TOKEN, make_settings
 from typer.testing import CliRunner, Result
 
-from testio_sync.tasks.liveness import worker_alive
 from testio_sync import cli
 from testio_sync.cli import support as cli_support
 from testio_sync.dates import to_iso
@@ -28,6 +27,7 @@ from testio_sync.store.db import open_database
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncResult, SyncStatus
+from testio_sync.tasks.liveness import worker_alive
 
 ENTITIES = ("products", "tests", "bugs", "features", "users")
 RESULT_KEYS = set(SyncResult(run_id="x", status=SyncStatus.SUCCEEDED).to_dict())

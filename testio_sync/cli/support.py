@@ -67,6 +67,8 @@ def reported_errors() -> Iterator[None]:
         yield
     except UsageError as exc:
         fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     except SyncLockedError as exc:
         fail(str(exc), EXIT_LOCKED)
     except TestioSyncError as exc:
@@ -99,9 +101,27 @@ def open_service(settings: Settings) -> SyncService:
     Imported here, not at module level: importing the task queue creates its
     file in the data directory, which ``--help`` and ``simulate`` must not do.
     """
+    settings.ensure_home()  # a bad data directory is one line (exit 2), before any import
     from testio_sync.service import SyncService
 
     return SyncService(settings)
+
+
+def require_mirror(settings: Settings) -> None:
+    """Refuse (exit 2) to read a mirror that does not exist, rather than create an empty one.
+
+    A mistyped ``TESTIO_SYNC_HOME`` must not look like a mirror whose data was lost.
+    """
+    if settings.db_path.is_file():
+        return
+    if settings.home.exists() and not settings.home.is_dir():
+        with reported_errors():
+            settings.ensure_home()  # says why the path cannot hold a mirror
+    fail(
+        f"no mirror in {settings.home} (TESTIO_SYNC_HOME): nothing was synced there yet; "
+        "`testio-sync sync` creates it.",
+        EXIT_USAGE,
+    )
 
 
 def confirm_or_exit(question: str, *, yes: bool, what: str) -> None:

@@ -29,8 +29,6 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from testio_sync.tasks.consumer import spawn_worker
-from testio_sync.tasks.liveness import worker_alive
 from testio_sync.errors import (
     ApiError,
     AuthError,
@@ -45,9 +43,11 @@ from testio_sync.insights import report
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.service import SyncService
-from testio_sync.settings import Settings
+from testio_sync.settings import Settings, touch_private
 from testio_sync.sync.lock import EntityLocks
 from testio_sync.sync.types import DEFAULT_PHASES, SyncTrigger
+from testio_sync.tasks.consumer import spawn_worker
+from testio_sync.tasks.liveness import worker_alive
 
 logger = logging.getLogger("testio_sync.mcp")
 
@@ -193,7 +193,8 @@ class WorkerKeeper:
             self.settings.ensure_home()
             # One starter at a time across processes, so two servers do not both spawn.
             try:
-                with FileLock(str(self.settings.home / "worker-start.lock"), timeout=30):
+                start_lock = self.settings.home / "worker-start.lock"
+                with FileLock(str(touch_private(start_lock)), timeout=30, mode=0o600):
                     if worker_alive(self.settings.worker_lock_path):
                         return False
                     logger.info("no worker alive: starting one")

@@ -7,9 +7,9 @@ Spawned workers start this way: the module path lies inside our package and
 import logging
 import sys
 
-from testio_sync.tasks.consumer import run_worker
 from testio_sync.errors import TestioSyncError
 from testio_sync.settings import Settings
+from testio_sync.tasks.consumer import run_worker
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from huey.consumer import Consumer
 
+from testio_sync.settings import Settings, touch_private
 from testio_sync.tasks.liveness import worker_alive
 from testio_sync.tasks.queue import configure, huey
-from testio_sync.settings import Settings
 
 WORKER_OPTIONS = {
     "workers": 1,
@@ -51,8 +51,7 @@ def spawn_worker(settings: Settings, *, log_path: Path | None = None) -> subproc
     """
     settings.ensure_home()
     env = {**os.environ, **settings.to_env()}
-    log = open(log_path or settings.home / "worker.log", "ab")  # noqa: SIM115 - owned by child
-    os.chmod(log.name, 0o600)
+    log = open(touch_private(log_path or settings.home / "worker.log"), "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-P", "-m", "testio_sync.tasks"],
         env=env,

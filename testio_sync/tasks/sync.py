@@ -14,8 +14,6 @@ from datetime import datetime
 
 from huey import crontab
 
-from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
-from testio_sync.tasks.queue import current_settings, huey
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
 from testio_sync.store.db import open_database
@@ -23,6 +21,8 @@ from testio_sync.sync import runs
 from testio_sync.sync.runner import run_job
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import SyncRequest, SyncScope, SyncTrigger
+from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
+from testio_sync.tasks.queue import current_settings, huey
 
 logger = logging.getLogger("testio_sync.worker")
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from testio_sync.tasks.consumer import spawn_worker
-from testio_sync.tasks.liveness import worker_alive
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
+from testio_sync.tasks.consumer import spawn_worker
+from testio_sync.tasks.liveness import worker_alive
 
 ENTITY_TABLES = ("products", "features", "tests", "bugs")
 LOCKED = "database is locked"
