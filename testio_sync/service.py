@@ -21,7 +21,7 @@ from typing import Any
 
 from testio_sync import tasks
 from testio_sync.dates import to_iso, utc_now
-from testio_sync.errors import StoreError, SyncError, UsageError
+from testio_sync.errors import StoreError, SyncError, UnknownProductsError, UsageError
 from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.store.db import open_database, restore_entities
@@ -218,10 +218,7 @@ class SyncService:
             known = set(queries.product_ids())
             unknown = sorted(set(scope.product_ids) - known)
             if known and unknown:
-                raise UsageError(
-                    f"Unknown product id(s): {', '.join(map(str, unknown))}. "
-                    "Known products are listed by `testio-sync status`."
-                )
+                raise UnknownProductsError(unknown)
         return SyncRequest(
             phases=tuple(phases or DEFAULT_PHASES),
             scope=scope,

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from testio_sync.errors import ConfigError, SyncLockedError, TestioSyncError, UsageError
+from testio_sync.errors import (
+    ConfigError,
+    SyncLockedError,
+    TestioSyncError,
+    UnknownProductsError,
+    UsageError,
+)
 from testio_sync.settings import Settings
 from testio_sync.sync.types import SyncResult, SyncStatus
 
@@ -28,6 +34,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_LOCKED = 4
+EXIT_TIMEOUT = 5  # --timeout ran out; a worker's run goes on
 EXIT_INTERRUPTED = 130
 
 # The runner records a lock wait that timed out as the run's only error, in the
@@ -152,11 +159,15 @@ def lock_wait_timed_out(result: SyncResult) -> bool:
 
 
 def exit_code_for(result: SyncResult) -> int:
-    """0 succeeded, 3 partial, 4 lock wait timed out, 1 any other failure."""
+    """0 succeeded, 3 partial, 4 lock wait timed out, 2 unknown products, 1 any other failure."""
     if result.status == SyncStatus.SUCCEEDED:
         return EXIT_OK
     if result.status == SyncStatus.PARTIAL:
         return EXIT_PARTIAL
     if lock_wait_timed_out(result):
         return EXIT_LOCKED
+    if not result.phases_completed and any(
+        error.startswith(UnknownProductsError.PREFIX) for error in result.errors
+    ):
+        return EXIT_USAGE  # as when the store already knew: a usage error, nothing changed
     return EXIT_FAILED

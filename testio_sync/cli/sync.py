@@ -16,8 +16,8 @@ import typer
 from testio_sync.cli import render
 from testio_sync.cli.plan import build_plan, plan_lines
 from testio_sync.cli.support import (
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
     EXIT_USAGE,
     confirm_or_exit,
     exit_code_for,
@@ -188,9 +188,12 @@ def wait_for(handle: SyncHandle, out: Output, *, timeout: float | None) -> tuple
         return stop_in_process(handle), EXIT_INTERRUPTED
     except SyncWaitTimeout:
         if not handle.in_process:
-            fail(f"stopped waiting after {timeout:g}s; run {handle.run_id} goes on. {follow}")
+            fail(
+                f"stopped waiting after {timeout:g}s; run {handle.run_id} goes on. {follow}",
+                EXIT_TIMEOUT,
+            )
         typer.echo(f"The sync did not finish within {timeout:g}s.", err=True)
-        return stop_in_process(handle), EXIT_FAILED
+        return stop_in_process(handle), EXIT_TIMEOUT
 
 
 def nuke_aftermath(result: SyncResult, out: Output) -> None:
@@ -267,7 +270,7 @@ def sync(
             "--timeout",
             metavar="SECONDS",
             min=0,
-            help="Stop waiting after SECONDS (a worker's run goes on; a run here stops).",
+            help="Stop waiting after SECONDS, exit 5 (a worker's run goes on; a run here stops).",
         ),
     ] = None,
 ) -> None:
