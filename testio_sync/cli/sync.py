@@ -31,7 +31,6 @@ from testio_sync.dates import parse_since, utc_now
 from testio_sync.errors import ConfigError, UsageError
 from testio_sync.settings import parse_product_ids
 from testio_sync.sync.types import (
-    DEFAULT_PHASES,
     SyncOptions,
     SyncPhase,
     SyncRequest,
@@ -39,6 +38,7 @@ from testio_sync.sync.types import (
     SyncScope,
     SyncStatus,
     SyncTrigger,
+    sync_phases,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def parse_sync_flags(
         if not ids:
             raise UsageError("--product-ids: give at least one product id")
     since_date = parse_since(since) if since is not None else None
-    phases = (*DEFAULT_PHASES, SyncPhase.BUGS) if with_bugs else DEFAULT_PHASES
+    phases = sync_phases(with_bugs=with_bugs)
     options = SyncOptions(force_refresh=force, incremental_only=incremental_only, nuke=nuke)
     return phases, SyncScope(product_ids=ids, since_date=since_date), options
 

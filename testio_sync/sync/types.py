@@ -37,6 +37,11 @@ DEFAULT_PHASES: tuple[SyncPhase, ...] = (
 )
 
 
+def sync_phases(*, with_bugs: bool) -> tuple[SyncPhase, ...]:
+    """The default phases, plus BUGS for the CLI's ``--with-bugs`` and MCP's ``with_bugs``."""
+    return (*DEFAULT_PHASES, SyncPhase.BUGS) if with_bugs else DEFAULT_PHASES
+
+
 class SyncStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
