@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from testio_sync.store import queries
 from testio_sync.store.db import open_database, restore_entities
 from testio_sync.store.models import SyncEvent
 from testio_sync.sync import runs
+from testio_sync.sync.account import request_account
 from testio_sync.sync.lock import SyncLock, read_holder
 from testio_sync.sync.runner import backup_path_for, run_job
 from testio_sync.sync.types import (
@@ -204,14 +205,12 @@ class SyncService:
 
         Raises:
             UsageError: contradictory options or products this store knows not to exist.
+            AccountMismatchError: the mirror holds the data of another account.
         """
         scope = scope or SyncScope()
         if scope.product_ids is None and self.settings.product_ids:
-            scope = SyncScope(
-                product_ids=self.settings.product_ids,
-                since_date=scope.since_date,
-                entity_types=scope.entity_types,
-            )
+            scope = replace(scope, product_ids=self.settings.product_ids)
+        scope = replace(scope, account=request_account(self.settings))
         if scope.since_date is not None and scope.since_date > utc_now():
             raise UsageError("since is in the future")
         if scope.product_ids:
