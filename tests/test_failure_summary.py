@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from testsupport import make_settings
+from testsupport import TOKEN, make_settings
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
@@ -53,15 +53,15 @@ def test_a_run_in_which_every_call_failed_names_host_and_cause_once(
 
 
 def test_with_products_stored_an_unreachable_api_claims_no_completed_phase(
-    home: Path,
-    tiny_server: tuple[Simulator, str],
-    closed_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before: ``(products, features, new_tests completed)`` and the list error twice."""
-    assert invoke(make_settings(home, tiny_server[1])).exit_code == 0
-    no_retries(monkeypatch)
-    result = invoke(make_settings(home, closed_url), "--json")
+    sim = Simulator(scale="tiny", seed=4, token=TOKEN)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        settings = make_settings(home, server.base_url)
+        assert invoke(settings).exit_code == 0
+    no_retries(monkeypatch)  # the server is gone: every call fails
+    result = invoke(settings, "--json")
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert data["status"] == "failed"

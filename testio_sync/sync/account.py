@@ -50,7 +50,9 @@ def account_of(settings: Settings) -> Account | None:
     """The account ``settings`` sync; None without a token (nothing to compare)."""
     if not settings.api_token:
         return None
-    key = save.ensure_metadata(ACCOUNT_KEY, secrets.token_hex(32), now=utc_now())
+    key = queries.get_metadata(ACCOUNT_KEY) or save.ensure_metadata(  # a write only once
+        ACCOUNT_KEY, secrets.token_hex(32), now=utc_now()
+    )
     digest = hmac.new(
         bytes.fromhex(key), settings.api_token.reveal().encode(), hashlib.sha256
     ).hexdigest()
