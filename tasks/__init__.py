@@ -5,22 +5,5 @@ project's ``tasks`` can collide with them); this folder is not installed and onl
 re-exports them, so the task names stay ``testio_sync.tasks.*`` either way.
 """
 
-from testio_sync.tasks import (
-    background_sync,
-    check_background_sync,
-    configure,
-    current_settings,
-    enqueue_run,
-    huey,
-    run_sync_job,
-)
-
-__all__ = [
-    "background_sync",
-    "check_background_sync",
-    "configure",
-    "current_settings",
-    "enqueue_run",
-    "huey",
-    "run_sync_job",
-]
+from testio_sync.tasks import *  # noqa: F403 - the same names, so the task names match
+from testio_sync.tasks import __all__  # noqa: F401

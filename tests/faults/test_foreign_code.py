@@ -52,3 +52,15 @@ def test_the_installed_package_brings_no_top_level_tasks_module(tmp_path):
         check=True,
     )
     assert found.stdout.strip() == "None"
+
+
+def test_the_checkouts_tasks_folder_is_an_alias_with_the_same_task_names():
+    """``huey_consumer tasks.huey`` from a checkout runs the tasks the service enqueues."""
+    import tasks
+    from testio_sync import tasks as ours
+
+    assert tasks.huey is ours.huey
+    assert sorted(tasks.huey._registry._registry) == [
+        "testio_sync.tasks.sync.background_sync",
+        "testio_sync.tasks.sync.run_sync_job",
+    ]
