@@ -30,7 +30,7 @@ def status(
     Example:
         $ testio-sync status --json | jq .counts
     """
-    settings = settings_or_exit()
+    settings = settings_or_exit(create_home=False)
     require_mirror(settings)
     with reported_errors():
         data = open_service(settings).status()

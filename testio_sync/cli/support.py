@@ -59,10 +59,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_or_exit() -> Settings:
-    """Settings from the environment; a bad variable is a usage error (exit 2)."""
+def settings_or_exit(*, create_home: bool = True) -> Settings:
+    """Settings from the environment; a bad variable is a usage error (exit 2).
+
+    ``create_home`` also makes sure the data directory can hold a mirror, before
+    anything imports the queue: a path that is a file or read-only is one line.
+    """
     try:
-        return load_settings()
+        settings = load_settings()
+        if create_home:
+            settings.ensure_home()
+        return settings
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
 
@@ -108,7 +115,6 @@ def open_service(settings: Settings) -> SyncService:
     Imported here, not at module level: importing the task queue creates its
     file in the data directory, which ``--help`` and ``simulate`` must not do.
     """
-    settings.ensure_home()  # a bad data directory is one line (exit 2), before any import
     from testio_sync.service import SyncService
 
     return SyncService(settings)

@@ -17,7 +17,14 @@ import pytest
 pytestmark = pytest.mark.faults
 
 SCRIPT = Path(sys.executable).with_name("testio-sync")
-COMMANDS = (["status"], ["sync"], ["report", "--product-ids", "1"], ["restore", "--list"])
+COMMANDS = (
+    ["status"],
+    ["sync"],
+    ["report", "--product-ids", "1"],
+    ["restore", "--list"],
+    ["worker"],
+    ["serve"],
+)
 
 
 def a_file(tmp_path: Path) -> Path:
