@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from testsupport import make_settings
+from testsupport import TOKEN, make_settings, start_consumer, stop_consumer
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
+from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store.models import SyncMetadata, database
+from testio_sync.sync.types import SyncStatus
 
 
 def invoke(settings: Settings, *args: str) -> Result:
@@ -67,3 +69,22 @@ def test_a_base_url_with_a_wrong_path_fails_exit_1(
         f"No TestIO API at {wrong.api_base_url}: its product list answered HTTP 404; "
         "check TESTIO_CUSTOMER_API_BASE_URL."
     ]
+
+
+def test_a_timeout_on_a_workers_run_exits_5_and_the_run_goes_on(home) -> None:
+    """Its own code, not 1: the run did not fail, the wait ran out (README, --help)."""
+    sim = Simulator(scale="tiny", seed=3, token=TOKEN, latency_ms=300)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        settings = make_settings(home, server.base_url)
+        SyncService(settings)
+        worker = start_consumer(settings)
+        try:
+            result = invoke(settings, "sync", "--timeout", "0.3")
+            assert result.exit_code == 5, result.output
+            assert "goes on" in result.stderr
+            run_id = result.stderr.split("run ")[1].split()[0]
+            assert SyncService(settings).handle(run_id).wait(60).status == SyncStatus.SUCCEEDED
+        finally:
+            stop_consumer(worker, settings)
+    help_text = CliRunner().invoke(cli.app, ["--help"]).stdout
+    assert "5    sync --timeout ran out" in help_text
