@@ -207,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TESTIO_SYNC_HOME"] = str(home)
     worker = None
     try:
-        from tasks.consumer import spawn_worker
         from testio_sync.service import SyncService
         from testio_sync.sync.types import DEFAULT_PHASES, SyncOptions, SyncPhase
+        from testio_sync.tasks.consumer import spawn_worker
 
         with_bugs = [*DEFAULT_PHASES, SyncPhase.BUGS]
         # A store of its own: the initial sync with bugs, all in one run.

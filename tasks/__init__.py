@@ -1,18 +1,9 @@
-"""huey tasks of testio-sync: ``huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f``.
+"""The huey tasks, for ``huey_consumer tasks.huey`` run from a checkout.
 
-The instance lives in ``tasks.queue``; importing this package registers every
-task with it, so the consumer and the enqueuing processes agree on names.
+The tasks live in ``testio_sync.tasks`` (installed with the package, so no other
+project's ``tasks`` can collide with them); this folder is not installed and only
+re-exports them, so the task names stay ``testio_sync.tasks.*`` either way.
 """
 
-from tasks.queue import configure, current_settings, huey
-from tasks.sync import background_sync, check_background_sync, enqueue_run, run_sync_job
-
-__all__ = [
-    "background_sync",
-    "check_background_sync",
-    "configure",
-    "current_settings",
-    "enqueue_run",
-    "huey",
-    "run_sync_job",
-]
+from testio_sync.tasks import *  # noqa: F403 - the same names, so the task names match
+from testio_sync.tasks import __all__  # noqa: F401

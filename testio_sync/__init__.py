@@ -12,7 +12,7 @@ The layers, top to bottom; imports only point down (``tests/test_layout.py`` hol
 
     cli/  mcp_server/          entry points: parse, call one function, render
     service.py  insights/      enqueue and wait on syncs | the read side (report, ...)
-    tasks/ (top level)         the huey queue, the worker's jobs, the periodic sync
+    tasks/                     the huey queue, the worker's jobs, the periodic sync
     sync/                      the engine: phases, page walks, the run lock, run records
     repositories/              read-through reads and their per-entity locks
     api/  store/               the HTTP client | the SQLite store (never each other)

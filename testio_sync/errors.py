@@ -3,6 +3,7 @@
     TestioSyncError                 str(e) is a user-ready sentence with no secret in it
     ├── ConfigError                 missing token, bad setting, unwritable data dir
     ├── UsageError                  a request that contradicts itself or names bad values
+    │   └── UnknownProductsError    product ids neither the store nor the API knows
     ├── ApiError (.status, .path)
     │   ├── AuthError               401: fatal, stop the whole sync
     │   ├── AccessError             403/404: skip that object, warn
@@ -34,6 +35,19 @@ class ConfigError(TestioSyncError):
 
 class UsageError(TestioSyncError):
     """A request names bad values or contradicts itself; nothing was changed."""
+
+
+class UnknownProductsError(UsageError):
+    """Product ids that no known product has; the same words before and during a run."""
+
+    PREFIX = "Unknown product id(s): "
+
+    def __init__(self, product_ids: list[int] | tuple[int, ...]) -> None:
+        self.product_ids = tuple(product_ids)
+        super().__init__(
+            f"{self.PREFIX}{', '.join(map(str, self.product_ids))}: no product of this token "
+            "has them. Known products are listed by `testio-sync status`."
+        )
 
 
 class ApiError(TestioSyncError):

@@ -14,20 +14,20 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tasks
-from tasks.liveness import worker_alive, worker_pid
+from testio_sync import tasks
 from testio_sync.dates import to_iso, utc_now
-from testio_sync.errors import StoreError, SyncError, UsageError
+from testio_sync.errors import StoreError, SyncError, UnknownProductsError, UsageError
 from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.store.db import open_database, restore_entities
 from testio_sync.store.models import SyncEvent
 from testio_sync.sync import runs
+from testio_sync.sync.account import request_account
 from testio_sync.sync.lock import SyncLock, read_holder
 from testio_sync.sync.runner import backup_path_for, run_job
 from testio_sync.sync.types import (
@@ -41,6 +41,7 @@ from testio_sync.sync.types import (
     SyncStatus,
     SyncTrigger,
 )
+from testio_sync.tasks.liveness import worker_alive, worker_pid
 
 ProgressCallback = Callable[[SyncProgress], None]
 OWNER_CHECK_S = 1.0  # how often a waiter checks that the run's process is still alive
@@ -204,24 +205,19 @@ class SyncService:
 
         Raises:
             UsageError: contradictory options or products this store knows not to exist.
+            AccountMismatchError: the mirror holds the data of another account.
         """
         scope = scope or SyncScope()
         if scope.product_ids is None and self.settings.product_ids:
-            scope = SyncScope(
-                product_ids=self.settings.product_ids,
-                since_date=scope.since_date,
-                entity_types=scope.entity_types,
-            )
+            scope = replace(scope, product_ids=self.settings.product_ids)
+        scope = replace(scope, account=request_account(self.settings))
         if scope.since_date is not None and scope.since_date > utc_now():
             raise UsageError("since is in the future")
         if scope.product_ids:
             known = set(queries.product_ids())
             unknown = sorted(set(scope.product_ids) - known)
             if known and unknown:
-                raise UsageError(
-                    f"Unknown product id(s): {', '.join(map(str, unknown))}. "
-                    "Known products are listed by `testio-sync status`."
-                )
+                raise UnknownProductsError(unknown)
         return SyncRequest(
             phases=tuple(phases or DEFAULT_PHASES),
             scope=scope,

@@ -6,7 +6,9 @@ down, so tests and the demo can point a whole process at another data directory.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,14 +19,37 @@ from testio_sync.errors import ConfigError
 PRODUCTION_BASE_URL = "https://api.test.io/customer/v2"
 
 
-class Secret(str):
-    """A string that never shows itself in ``repr``, logs or tracebacks."""
+class Secret:
+    """A value that never shows itself: ``str``, ``repr``, ``%s``, f-strings and ``format``
+    all print ``***``; only ``reveal()`` gives it. Not a ``str`` subclass, so neither
+    concatenation nor ``json.dumps`` can leak it by accident.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = str(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "***"
 
     def __repr__(self) -> str:
         return "Secret('***')"
 
-    def reveal(self) -> str:
-        return str.__str__(self)
+    def __format__(self, spec: str) -> str:
+        return format("***", spec)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
 
 
 def _number(
@@ -36,12 +61,30 @@ def _number(
         return default
     try:
         value = kind(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
     except ValueError:
         what = "a whole number" if kind is int else "a number of seconds"
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum:g}, got {raw}")
     return value
+
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # what an HTTP header value may carry as is
+
+
+def _token(env: Mapping[str, str]) -> Secret | None:
+    """The API token; one that an HTTP header cannot carry is a setting error."""
+    raw = env.get("TESTIO_CUSTOMER_API_TOKEN", "").strip()
+    if not raw:
+        return None
+    if not _HEADER_SAFE.fullmatch(raw):
+        raise ConfigError(
+            "TESTIO_CUSTOMER_API_TOKEN holds a space, a control or a non-ASCII character; "
+            "copy the token again (it is plain ASCII)"
+        )
+    return Secret(raw)
 
 
 def parse_product_ids(raw: str, *, source: str = "product ids") -> tuple[int, ...]:
@@ -85,14 +128,13 @@ class Settings:
         """
         env = os.environ if env is None else env
         home = home_from_env(env)
-        token = env.get("TESTIO_CUSTOMER_API_TOKEN", "").strip()
         ids_raw = env.get("TESTIO_PRODUCT_IDS", "").strip()
         settings = cls(
             home=home,
             api_base_url=(env.get("TESTIO_CUSTOMER_API_BASE_URL") or PRODUCTION_BASE_URL).rstrip(
                 "/"
             ),
-            api_token=Secret(token) if token else None,
+            api_token=_token(env),
             max_concurrent_requests=_number(env, "TESTIO_MAX_CONCURRENT_REQUESTS", 10, minimum=1),
             http_timeout_s=_number(
                 env, "TESTIO_HTTP_TIMEOUT_SECONDS", 30.0, minimum=0.1, kind=float
@@ -167,16 +209,23 @@ class Settings:
         """Create the data directory private (0700) and return it.
 
         Raises:
-            ConfigError: the directory cannot be created or written.
+            ConfigError: the directory cannot be created or written (one line, naming
+                TESTIO_SYNC_HOME).
         """
+        problem = None
         try:
-            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.backups_dir.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(self.home, 0o700)
+            if self.home.exists() and not self.home.is_dir():
+                problem = "it is a file, not a directory"
+            else:
+                self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.backups_dir.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(self.home, 0o700)
+                if not os.access(self.home, os.W_OK):
+                    problem = "it is not writable"
         except OSError as exc:
-            raise ConfigError(f"Cannot use data directory {self.home}: {exc.strerror}") from exc
-        if not os.access(self.home, os.W_OK):
-            raise ConfigError(f"Data directory {self.home} is not writable")
+            problem = (exc.strerror or type(exc).__name__).lower()
+        if problem:
+            raise ConfigError(f"TESTIO_SYNC_HOME {self.home} cannot hold the mirror: {problem}")
         return self.home
 
 

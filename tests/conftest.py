@@ -1,7 +1,7 @@
 """Shared fixtures: a real simulator on 127.0.0.1, a private data directory, a real consumer.
 
 The environment is pointed at a throwaway home before anything imports
-``tasks``, so no test touches the user's real ``~/.testio-sync``.
+``testio_sync.tasks``, so no test touches the user's real ``~/.testio-sync``.
 """
 
 from __future__ import annotations

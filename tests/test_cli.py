@@ -15,19 +15,21 @@ from pathlib import Path
 
 import pytest
 from conftest import TOKEN, make_settings
+from store import payloads
 from typer.testing import CliRunner, Result
 
-from tasks.liveness import worker_alive
 from testio_sync import cli
 from testio_sync.cli import support as cli_support
 from testio_sync.dates import to_iso
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store import queries
+from testio_sync.store import queries, save
 from testio_sync.store.db import open_database
+from testio_sync.store.models import database
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncResult, SyncStatus
+from testio_sync.tasks.liveness import worker_alive
 
 ENTITIES = ("products", "tests", "bugs", "features", "users")
 RESULT_KEYS = set(SyncResult(run_id="x", status=SyncStatus.SUCCEEDED).to_dict())
@@ -314,13 +316,19 @@ def test_an_unreachable_api_fails_the_sync_with_exit_1(
 def test_a_product_the_token_cannot_see_makes_the_sync_partial_with_exit_3(
     settings: Settings, tiny_server: tuple[Simulator, str]
 ) -> None:
-    """One visible and one invisible product: the run finishes with errors, exit 3."""
+    """One visible and one stored but no longer listed product: errors, exit 3.
+
+    (A product id neither the store nor the API knows is a usage error, exit 2.)
+    """
     visible = product_ids(tiny_server[0])[0]
+    sync_json(settings, "--product-ids", str(visible))
+    with database.connection_context():
+        save.save_products([payloads.product(987654)], now=datetime.now(UTC))
     result = invoke(settings, "sync", "--product-ids", f"{visible},987654")
     assert result.exit_code == 3, result.output
     assert "Sync finished with errors in " in result.stdout
     assert "987654" in result.stdout
-    assert counts(settings)["products"] == 1
+    assert counts(settings)["products"] == 2  # the unlisted product is kept, not dropped
 
 
 def test_a_sync_lock_held_elsewhere_past_the_wait_exits_4(settings: Settings) -> None:
@@ -340,10 +348,10 @@ def test_a_sync_lock_held_elsewhere_past_the_wait_exits_4(settings: Settings) ->
 def test_timeout_stops_an_in_process_run_and_records_it_failed(
     home: Path, slow_server: tuple[Simulator, str]
 ) -> None:
-    """``--timeout`` on a run in this process stops it cleanly: exit 1, row failed."""
+    """``--timeout`` on a run in this process stops it cleanly: exit 5, row failed."""
     settings = make_settings(home, slow_server[1])
     result = invoke(settings, "sync", "--timeout", "0.5", "--json")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 5, result.output
     assert "did not finish within 0.5s" in result.stderr
     data = json.loads(result.stdout)
     assert data["status"] == "failed"

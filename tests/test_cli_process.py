@@ -19,7 +19,6 @@ import pytest
 from conftest import TOKEN, make_settings
 from typer.testing import CliRunner
 
-from tasks.liveness import worker_alive
 from testio_sync import cli
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
@@ -29,6 +28,7 @@ from testio_sync.store.db import open_database
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncResult, SyncStatus
+from testio_sync.tasks.liveness import worker_alive
 
 SCRIPT = Path(sys.executable).with_name("testio-sync")
 

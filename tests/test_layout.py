@@ -23,12 +23,13 @@ LAYERS: dict[str, int] = {
     "testio_sync.store": 2,
     "testio_sync.repositories": 3,
     "testio_sync.sync": 4,
-    "tasks": 5,
+    "testio_sync.tasks": 5,
     "testio_sync.service": 6,
     "testio_sync.insights": 6,
     "testio_sync.mcp_server": 7,
     "testio_sync.cli": 8,
     "testio_sync.__main__": 9,
+    "tasks": 9,  # the checkout's alias for `huey_consumer tasks.huey`
 }
 # The simulator implements the API contract on its own: it imports nothing else of ours.
 INDEPENDENT = "testio_sync.simulator"

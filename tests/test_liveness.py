@@ -6,7 +6,12 @@ import fcntl
 import os
 import threading
 
-from tasks.liveness import hold_worker_lock, release_worker_lock, worker_alive, worker_pid
+from testio_sync.tasks.liveness import (
+    hold_worker_lock,
+    release_worker_lock,
+    worker_alive,
+    worker_pid,
+)
 
 
 def test_a_worker_takes_its_lock_even_while_probes_keep_looking(tmp_path):

@@ -17,8 +17,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tasks.liveness import worker_alive
 from testio_sync.simulator import Simulator
+from testio_sync.tasks.liveness import worker_alive
 
 EXECUTED = ("running", "locked", "archived", "customer_finalized")
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from testsupport import make_settings, start_consumer, stop_consumer
 
-import tasks
+from testio_sync import tasks
 from testio_sync.errors import SyncError, UsageError
 from testio_sync.service import SyncService
 from testio_sync.store.models import SyncEvent, database

@@ -39,6 +39,11 @@ def test_a_single_product_id_in_the_environment_is_a_filter_not_ignored():
         ("TESTIO_MAX_CONCURRENT_REQUESTS", "0"),
         ("TESTIO_HTTP_TIMEOUT_SECONDS", "soon"),
         ("TESTIO_CACHE_TTL_SECONDS", "1.5"),
+        ("TESTIO_HTTP_TIMEOUT_SECONDS", "nan"),
+        ("TESTIO_HTTP_TIMEOUT_SECONDS", "inf"),
+        ("TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", "NaN"),
+        ("TESTIO_CUSTOMER_API_TOKEN", "tökén-123"),
+        ("TESTIO_CUSTOMER_API_TOKEN", "abc def"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(name, value):
@@ -50,3 +55,14 @@ def test_the_token_never_shows_in_a_repr():
     settings = Settings(api_token=Secret("very-secret-token"))
     assert "very-secret-token" not in repr(settings)
     assert "very-secret-token" not in repr(settings.api_token)
+
+
+def test_the_token_never_prints_by_accident():
+    """``str``, ``%s``, f-strings and ``format`` show ``***``; only ``reveal()`` gives it."""
+    token = Secret("very-secret-token")
+    shown = [str(token), "%s" % token, f"{token}", f"{token!s}", f"{token}"]  # noqa: UP031
+    shown += [format(token, ">20"), repr(token), str(Settings(api_token=token))]
+    assert all("very-secret-token" not in text for text in shown), shown
+    assert token.reveal() == "very-secret-token"
+    with pytest.raises(TypeError):
+        "Token " + token  # type: ignore[operator]

@@ -35,8 +35,8 @@ def wait_for(condition: Callable[[], object], *, timeout_s: float = 10.0, what: 
 
 def start_consumer(settings: Settings) -> object:
     """A real huey consumer (threads) in this process, returned once it is alive."""
-    from tasks.consumer import build_consumer
-    from tasks.liveness import worker_alive
+    from testio_sync.tasks.consumer import build_consumer
+    from testio_sync.tasks.liveness import worker_alive
 
     worker = build_consumer(
         settings, periodic=False, initial_delay=0.01, max_delay=0.05, flush_locks=True
@@ -48,7 +48,7 @@ def start_consumer(settings: Settings) -> object:
 
 
 def stop_consumer(worker: object, settings: Settings) -> None:
-    from tasks.liveness import release_worker_lock
+    from testio_sync.tasks.liveness import release_worker_lock
 
     worker.stop(graceful=True)  # type: ignore[attr-defined]
     release_worker_lock(settings.worker_lock_path)

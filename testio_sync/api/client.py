@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -77,6 +79,10 @@ class ApiClient:
             raise ValueError("max_concurrent must be at least 1")
         secret = token if isinstance(token, Secret) else Secret(token)
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self.host = parts.hostname or self.base_url  # for messages: never user info or a path
+        if parts.port:
+            self.host += f":{parts.port}"
         self.max_concurrent = max_concurrent
         self.retry = retry or RetryPolicy()
         self.request_count = 0
@@ -251,7 +257,7 @@ class ApiClient:
                 # quickly, and leave the rest to the caller (the page walker shrinks).
                 await asyncio.sleep(policy.base_delay_s)
                 continue
-            error = _error_for(decision, outcome, path, failures)
+            error = _error_for(decision, outcome, path, failures, host=self.host)
             if isinstance(error, AuthError):
                 self._auth_failed = True
             raise error
@@ -298,6 +304,9 @@ def _unwrap(response: httpx.Response, envelope: str, kind: type) -> Any:
     return value
 
 
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
 def _token_refused(path: str) -> AuthError:
     return AuthError(
         "The TestIO API refused the token (HTTP 401); check TESTIO_CUSTOMER_API_TOKEN",
@@ -307,27 +316,39 @@ def _token_refused(path: str) -> AuthError:
 
 
 def _what(outcome: httpx.Response | Exception) -> str:
-    """A short, secret-free description of a failed attempt."""
+    """A short, secret-free description of a failed attempt (``ConnectError: ...``)."""
     if isinstance(outcome, httpx.Response):
         return f"HTTP {outcome.status_code}"
     if isinstance(outcome, _BadBody):
         return f"broken body: {outcome}"
-    return type(outcome).__name__
+    detail = _ERRNO.sub("", str(outcome)).strip()
+    if not detail or len(detail) > 100:
+        return type(outcome).__name__
+    return f"{type(outcome).__name__}: {detail[0].lower()}{detail[1:]}"
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def _error_for(
-    decision: Decision, outcome: httpx.Response | Exception, path: str, attempts: int
+    decision: Decision,
+    outcome: httpx.Response | Exception,
+    path: str,
+    attempts: int,
+    *,
+    host: str = "",
 ) -> ApiError:
-    """The package error for a final outcome; built from the path only, never the URL."""
+    """The package error for a final outcome; built from the host and path, never the URL."""
     status = outcome.status_code if isinstance(outcome, httpx.Response) else None
     what = _what(outcome)
     error: ApiError
     if status == 401:
         error = _token_refused(path)
     elif decision is Decision.SKIP:
-        reason = "no access to" if status == 403 else "does not know"
+        reason = "gives no access to" if status == 403 else "does not know"
         error = AccessError(
-            f"The TestIO API has {reason} {path} (HTTP {status})", status=status, path=path
+            f"The TestIO API {reason} {path} (HTTP {status})", status=status, path=path
         )
     elif decision is Decision.SPLIT:
         error = RetryableApiError(
@@ -337,13 +358,16 @@ def _error_for(
         )
     elif isinstance(outcome, _BadBody):
         error = BadResponseError(
-            f"The TestIO API sent a broken answer for {path} ({what}) {attempts} times",
+            f"The TestIO API at {host} sent a broken answer for {path} "
+            f"({what}; {_attempts(attempts)})",
             status=None,
             path=path,
         )
     elif decision is Decision.RETRY:
         error = RetryableApiError(
-            f"The TestIO API failed {path} {attempts} times (last: {what})",
+            f"Cannot reach the TestIO API at {host} for {path} ({what}; {_attempts(attempts)})"
+            if isinstance(outcome, httpx.TransportError)
+            else f"The TestIO API at {host} failed {path} ({what}; {_attempts(attempts)})",
             status=status,
             path=path,
         )

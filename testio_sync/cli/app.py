@@ -28,10 +28,11 @@ TESTIO_PRODUCT_IDS (default product filter) and the other TESTIO_* variables.
 
 Exit codes:
 0    success
-1    failed: API refused or unreachable, run died, or --timeout ran out
+1    failed: API refused, unreachable or not found, or the run died
 2    usage error: bad flags or settings; nothing was changed
 3    partial: the sync finished with errors
 4    timed out waiting for the sync lock another sync holds
+5    sync --timeout ran out (a worker's run goes on; a run in this process stopped)
 130  interrupted (Ctrl-C)
 
 Example:

@@ -41,10 +41,10 @@ def run_demo(
 ) -> int:
     """Run the demo in ``directory`` (emptied first); returns the exit code."""
     # Imported here: the simulator and the report client are heavy, and only the demo runs them.
-    from tasks.consumer import spawn_worker
     from testio_sync.insights.report import quality_report
     from testio_sync.service import SyncService
     from testio_sync.simulator import Simulator
+    from testio_sync.tasks.consumer import spawn_worker
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)

@@ -144,11 +144,35 @@ def _bullets(title: str, items: Sequence[str]) -> list[str]:
     return [f"{title} ({len(items)}):", *(f"  - {item}" for item in items)]
 
 
+def _changed_nothing(result: SyncResult) -> bool:
+    counters = (
+        result.products_synced,
+        result.features_refreshed,
+        result.tests_discovered,
+        result.tests_updated,
+        result.tests_removed,
+        result.bugs_refreshed,
+    )
+    return not any(counters)
+
+
 def summary_lines(result: SyncResult, *, verbose: bool = False) -> list[str]:
-    """The end-of-sync report: what changed, what went wrong, how long it took."""
+    """The end-of-sync report: what changed, what went wrong, how long it took.
+
+    A run that did not succeed and changed nothing shows no block of zeros: its
+    errors say what failed.
+    """
+    done = ", ".join(p.value for p in result.phases_completed)
+    head = f"Run {result.run_id}" + (f" ({done} completed)" if done else "")
+    if result.status != SyncStatus.SUCCEEDED and _changed_nothing(result):
+        return [
+            head,
+            *_bullets("Warnings", result.warnings),
+            *_bullets("Errors", result.errors),
+            outcome_line(result),
+        ]
     lines = [
-        f"Run {result.run_id} ({', '.join(p.value for p in result.phases_completed) or 'no phase'}"
-        " completed)",
+        head,
         f"Products synced: {result.products_synced:,}",
         f"Features refreshed: {result.features_refreshed:,}",
         f"Tests: {result.tests_discovered:,} new, {result.tests_updated:,} updated, "

@@ -17,7 +17,7 @@ def worker() -> None:
 
     It runs queued syncs one at a time and starts the background sync when it is
     due (TESTIO_REFRESH_INTERVAL_SECONDS). The same as
-    `huey_consumer tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f`
+    `huey_consumer testio_sync.tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f`
     with the TESTIO_* settings in its environment.
 
     Example:
@@ -26,7 +26,7 @@ def worker() -> None:
     settings = settings_or_exit()
     with reported_errors():
         settings.ensure_home()
-        from tasks.liveness import worker_alive, worker_pid
+        from testio_sync.tasks.liveness import worker_alive, worker_pid
 
         if worker_alive(settings.worker_lock_path):
             pid = worker_pid(settings.worker_lock_path)
@@ -39,7 +39,7 @@ def worker() -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         typer.echo(f"Worker running for {settings.home}; Ctrl-C stops it.", err=True)
-        from tasks.consumer import run_worker
+        from testio_sync.tasks.consumer import run_worker
 
         try:
             run_worker(settings)

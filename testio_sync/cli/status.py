@@ -13,6 +13,7 @@ from testio_sync.cli.support import (
     fail,
     open_service,
     reported_errors,
+    require_mirror,
     settings_or_exit,
 )
 from testio_sync.dates import utc_now
@@ -29,7 +30,8 @@ def status(
     Example:
         $ testio-sync status --json | jq .counts
     """
-    settings = settings_or_exit()
+    settings = settings_or_exit(create_home=False)
+    require_mirror(settings)
     with reported_errors():
         data = open_service(settings).status()
     if json_output:

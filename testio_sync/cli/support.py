@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from testio_sync.errors import ConfigError, SyncLockedError, TestioSyncError, UsageError
+from testio_sync.errors import (
+    ConfigError,
+    SyncLockedError,
+    TestioSyncError,
+    UnknownProductsError,
+    UsageError,
+)
 from testio_sync.settings import Settings
 from testio_sync.sync.types import SyncResult, SyncStatus
 
@@ -28,6 +34,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_LOCKED = 4
+EXIT_TIMEOUT = 5  # --timeout ran out; a worker's run goes on
 EXIT_INTERRUPTED = 130
 
 # The runner records a lock wait that timed out as the run's only error, in the
@@ -52,10 +59,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_or_exit() -> Settings:
-    """Settings from the environment; a bad variable is a usage error (exit 2)."""
+def settings_or_exit(*, create_home: bool = True) -> Settings:
+    """Settings from the environment; a bad variable is a usage error (exit 2).
+
+    ``create_home`` also makes sure the data directory can hold a mirror, before
+    anything imports the queue: a path that is a file or read-only is one line.
+    """
     try:
-        return load_settings()
+        settings = load_settings()
+        if create_home:
+            settings.ensure_home()
+        return settings
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
 
@@ -66,6 +80,8 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except SyncLockedError as exc:
         fail(str(exc), EXIT_LOCKED)
@@ -104,6 +120,23 @@ def open_service(settings: Settings) -> SyncService:
     return SyncService(settings)
 
 
+def require_mirror(settings: Settings) -> None:
+    """Refuse (exit 2) to read a mirror that does not exist, rather than create an empty one.
+
+    A mistyped ``TESTIO_SYNC_HOME`` must not look like a mirror whose data was lost.
+    """
+    if settings.db_path.is_file():
+        return
+    if settings.home.exists() and not settings.home.is_dir():
+        with reported_errors():
+            settings.ensure_home()  # says why the path cannot hold a mirror
+    fail(
+        f"no mirror in {settings.home} (TESTIO_SYNC_HOME): nothing was synced there yet; "
+        "`testio-sync sync` creates it.",
+        EXIT_USAGE,
+    )
+
+
 def confirm_or_exit(question: str, *, yes: bool, what: str) -> None:
     """Ask for ``yes`` before a destructive step; refuse when nobody can answer."""
     if yes:
@@ -132,11 +165,15 @@ def lock_wait_timed_out(result: SyncResult) -> bool:
 
 
 def exit_code_for(result: SyncResult) -> int:
-    """0 succeeded, 3 partial, 4 lock wait timed out, 1 any other failure."""
+    """0 succeeded, 3 partial, 4 lock wait timed out, 2 unknown products, 1 any other failure."""
     if result.status == SyncStatus.SUCCEEDED:
         return EXIT_OK
     if result.status == SyncStatus.PARTIAL:
         return EXIT_PARTIAL
     if lock_wait_timed_out(result):
         return EXIT_LOCKED
+    if not result.phases_completed and any(
+        error.startswith(UnknownProductsError.PREFIX) for error in result.errors
+    ):
+        return EXIT_USAGE  # as when the store already knew: a usage error, nothing changed
     return EXIT_FAILED

@@ -16,8 +16,8 @@ import typer
 from testio_sync.cli import render
 from testio_sync.cli.plan import build_plan, plan_lines
 from testio_sync.cli.support import (
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
     EXIT_USAGE,
     confirm_or_exit,
     exit_code_for,
@@ -31,7 +31,6 @@ from testio_sync.dates import parse_since, utc_now
 from testio_sync.errors import ConfigError, UsageError
 from testio_sync.settings import parse_product_ids
 from testio_sync.sync.types import (
-    DEFAULT_PHASES,
     SyncOptions,
     SyncPhase,
     SyncRequest,
@@ -39,6 +38,7 @@ from testio_sync.sync.types import (
     SyncScope,
     SyncStatus,
     SyncTrigger,
+    sync_phases,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def parse_sync_flags(
         if not ids:
             raise UsageError("--product-ids: give at least one product id")
     since_date = parse_since(since) if since is not None else None
-    phases = (*DEFAULT_PHASES, SyncPhase.BUGS) if with_bugs else DEFAULT_PHASES
+    phases = sync_phases(with_bugs=with_bugs)
     options = SyncOptions(force_refresh=force, incremental_only=incremental_only, nuke=nuke)
     return phases, SyncScope(product_ids=ids, since_date=since_date), options
 
@@ -188,9 +188,12 @@ def wait_for(handle: SyncHandle, out: Output, *, timeout: float | None) -> tuple
         return stop_in_process(handle), EXIT_INTERRUPTED
     except SyncWaitTimeout:
         if not handle.in_process:
-            fail(f"stopped waiting after {timeout:g}s; run {handle.run_id} goes on. {follow}")
+            fail(
+                f"stopped waiting after {timeout:g}s; run {handle.run_id} goes on. {follow}",
+                EXIT_TIMEOUT,
+            )
         typer.echo(f"The sync did not finish within {timeout:g}s.", err=True)
-        return stop_in_process(handle), EXIT_FAILED
+        return stop_in_process(handle), EXIT_TIMEOUT
 
 
 def nuke_aftermath(result: SyncResult, out: Output) -> None:
@@ -267,7 +270,7 @@ def sync(
             "--timeout",
             metavar="SECONDS",
             min=0,
-            help="Stop waiting after SECONDS (a worker's run goes on; a run here stops).",
+            help="Stop waiting after SECONDS, exit 5 (a worker's run goes on; a run here stops).",
         ),
     ] = None,
 ) -> None:

@@ -29,8 +29,6 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from tasks.consumer import spawn_worker
-from tasks.liveness import worker_alive
 from testio_sync.errors import (
     ApiError,
     AuthError,
@@ -46,9 +44,11 @@ from testio_sync.insights.filters import ReportFilters
 from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.service import SyncService
-from testio_sync.settings import Settings
+from testio_sync.settings import Settings, touch_private
 from testio_sync.sync.lock import EntityLocks
-from testio_sync.sync.types import DEFAULT_PHASES, SyncTrigger
+from testio_sync.sync.types import SyncTrigger
+from testio_sync.tasks.consumer import spawn_worker
+from testio_sync.tasks.liveness import worker_alive
 
 logger = logging.getLogger("testio_sync.mcp")
 
@@ -194,7 +194,8 @@ class WorkerKeeper:
             self.settings.ensure_home()
             # One starter at a time across processes, so two servers do not both spawn.
             try:
-                with FileLock(str(self.settings.home / "worker-start.lock"), timeout=30):
+                start_lock = self.settings.home / "worker-start.lock"
+                with FileLock(str(touch_private(start_lock)), timeout=30, mode=0o600):
                     if worker_alive(self.settings.worker_lock_path):
                         return False
                     logger.info("no worker alive: starting one")
@@ -231,15 +232,19 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         product_ids: Ids | None = None,
         since: Day = None,
         force: bool = False,
+        with_bugs: bool = False,
     ) -> CallToolResult:
-        """Refresh the cache from TestIO (products, features, new tests); returns run stats."""
+        """Refresh the cache from TestIO (products, features, new tests; with_bugs: their stale
+        bugs too); returns the completed phases and counts."""
         with tool_errors(settings):
-            scope, options = mcp_tools.sync_request_parts(product_ids, since, force)
+            phases, scope, options = mcp_tools.sync_request_parts(
+                product_ids, since, force, with_bugs
+            )
             if worker is not None:
                 await anyio.to_thread.run_sync(worker.ensure)
             handle = await anyio.to_thread.run_sync(
                 lambda: service.execute_sync(
-                    DEFAULT_PHASES,
+                    phases,
                     scope,
                     options,
                     trigger=SyncTrigger.MCP,
@@ -269,9 +274,10 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         testing_type: str | None = None,
         test_ids: Ids | None = None,
     ) -> CallToolResult:
-        """Test/bug counts, acceptance rates and health from cached data; sync_data refreshes it.
+        """Test/bug counts, acceptance rates and health from cached data (sync_data refreshes it).
 
-        Dates filter on test end (UTC days); default statuses are the executed ones.
+        First it refetches the stale bugs of tests that can still change (read-through);
+        dates filter on test end (UTC days), default statuses are the executed ones,
         test_ids replaces the filters.
         """
         with tool_errors(settings):

@@ -25,7 +25,13 @@ from testio_sync.service import RunView
 from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest
 from testio_sync.store.queries import STATUS_BUCKETS, id_in, status_bucket, store_call
-from testio_sync.sync.types import SyncOptions, SyncPhase, SyncProgress, SyncScope
+from testio_sync.sync.types import (
+    SyncOptions,
+    SyncPhase,
+    SyncProgress,
+    SyncScope,
+    sync_phases,
+)
 
 MAX_LISTED = 10  # warnings or errors shown in one answer; the rest are counted
 
@@ -34,9 +40,9 @@ MAX_LISTED = 10  # warnings or errors shown in one answer; the rest are counted
 
 
 def sync_request_parts(
-    product_ids: Sequence[int] | None, since: str | None, force: bool
-) -> tuple[SyncScope, SyncOptions]:
-    """The scope and options of a ``sync_data`` call; ``since`` as the CLI parses it.
+    product_ids: Sequence[int] | None, since: str | None, force: bool, with_bugs: bool = False
+) -> tuple[tuple[SyncPhase, ...], SyncScope, SyncOptions]:
+    """The phases, scope and options of a ``sync_data`` call; ``since`` as the CLI parses it.
 
     Raises:
         UsageError: bad product ids or an unparseable / future ``since``.
@@ -48,7 +54,7 @@ def sync_request_parts(
         product_ids=tuple(product_ids) if product_ids is not None else None,
         since_date=since_date,
     )
-    return scope, SyncOptions(force_refresh=force)
+    return sync_phases(with_bugs=with_bugs), scope, SyncOptions(force_refresh=force)
 
 
 def _capped(items: Sequence[str], what: str) -> list[str]:
@@ -70,28 +76,29 @@ def progress_dict(progress: SyncProgress) -> dict[str, Any]:
 def run_answer(view: RunView, *, attached: bool | None = None) -> dict[str, Any]:
     """A run as ``sync_data`` and ``get_sync_status(run_id)`` show it.
 
-    Unfinished runs answer ``status: running`` with the progress so far and how
-    to follow up; finished ones carry the counts, warnings and errors (a run
-    with errors is ``partial`` or ``failed``, never reported as a success).
+    Unfinished runs answer their one status word (``queued`` or ``running``) with
+    the progress so far and how to follow up; finished ones carry the completed
+    phases, the counts (bugs included), warnings and errors, like the CLI's
+    ``--json`` (a run with errors is ``partial`` or ``failed``, never a success).
     """
     out: dict[str, Any] = {"run_id": view.run_id}
     if attached is not None:
         out["attached"] = attached
     result = view.result
     if result is None:
-        out["status"] = "running"
-        if view.status.value == "queued":
-            out["queued"] = True
+        out["status"] = view.status.value
         out["progress"] = progress_dict(view.progress)
         out["next_step"] = f"Call get_sync_status with run_id={view.run_id!r} to follow it."
         return out
     out.update(
         status=result.status.value,
+        phases_completed=[p.value for p in result.phases_completed],
         products_synced=result.products_synced,
         features_refreshed=result.features_refreshed,
         tests_discovered=result.tests_discovered,
         tests_updated=result.tests_updated,
         tests_removed=result.tests_removed,
+        bugs_refreshed=result.bugs_refreshed,
         duration_seconds=round(result.duration_seconds, 2),
         warnings=_capped(result.warnings, "warnings"),
         errors=_capped(result.errors, "errors"),

@@ -390,6 +390,17 @@ def set_metadata(key: str, value: str | None, *, now: datetime) -> None:
         ).execute()
 
 
+@store_call("write sync metadata")
+def ensure_metadata(key: str, value: str, *, now: datetime) -> str:
+    """Store ``value`` under ``key`` unless a value is there; return the stored one.
+
+    The first writer wins, so two processes recording at once agree on one value.
+    """
+    with database.atomic("IMMEDIATE"):
+        SyncMetadata.insert(key=key, value=value, updated_at=now).on_conflict_ignore().execute()
+        return str(SyncMetadata.get(SyncMetadata.key == key).value)
+
+
 @store_call("stamp a product")
 def touch_product(product_id: int, *, now: datetime, field: str) -> None:
     """Set one of the product's sync times (``features_synced_at``, ``tests_synced_at``,

@@ -105,7 +105,7 @@ class ProductWalk:
                 now=now,
             )
             self.broken.append((slot.prev_test_id, slot.next_test_id))
-            self.ctx.warn(
+            self.ctx.error(
                 f"Product {self.pid}: the test at position {slot.position} cannot be fetched "
                 f"(between tests {slot.prev_test_id} and {slot.next_test_id}); recorded, "
                 "the next sync retries it."

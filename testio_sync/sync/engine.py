@@ -81,9 +81,11 @@ async def run_sync(
         fatal = str(exc)
     finally:
         await asyncio.to_thread(writer.close)
-    if fatal:
-        result.errors.append(fatal)
+    if fatal and not any(error.endswith(fatal) for error in result.errors):
+        result.errors.append(fatal)  # once: a phase may have recorded it with its object
     result.status = _status(ctx, fatal)
+    if ctx.api_failures and not ctx.api_successes:
+        result.phases_completed.clear()  # no call succeeded: no phase really completed
     result.finished_at = now()
     result.duration_seconds = time.monotonic() - started
     ctx.emit(phase=None, message="finished")

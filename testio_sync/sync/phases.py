@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from testio_sync.errors import ApiError, AuthError
+from testio_sync.errors import AccessError, ApiError, AuthError, UnknownProductsError
 from testio_sync.store import queries, save
 from testio_sync.store.models import database
 from testio_sync.sync.context import RunContext
@@ -56,6 +56,14 @@ async def run_products(ctx: RunContext) -> None:
     except AuthError:
         raise
     except ApiError as exc:
+        if isinstance(exc, AccessError) and exc.status == 404:
+            ctx.api_failures += 1
+            raise ApiError(  # every later call would 404 too: this is no TestIO API
+                f"No TestIO API at {ctx.settings.api_base_url}: its product list answered "
+                "HTTP 404; check TESTIO_CUSTOMER_API_BASE_URL.",
+                status=404,
+                path=exc.path,
+            ) from exc
         record_api_error(ctx, "Product list", exc)
         if not ctx.product_ids:
             raise
@@ -63,6 +71,10 @@ async def run_products(ctx: RunContext) -> None:
         return
     ctx.api_successes += 1
     listed_ids = {int(p["id"]) for p in listed}
+    with database.connection_context():
+        unknown = sorted(set(wanted or ()) - listed_ids - set(queries.product_ids()))
+    if unknown:  # as ``build_request`` refuses them once the store knows its products
+        raise UnknownProductsError(unknown)
     selected = [p for p in listed if wanted is None or int(p["id"]) in wanted]
     for pid in sorted(set(wanted or ()) - listed_ids):
         ctx.error(f"Product {pid} is not visible to this token (not in the product list).")

@@ -25,6 +25,7 @@ from testio_sync.settings import Settings
 from testio_sync.store import save
 from testio_sync.store.db import backup_database, open_database
 from testio_sync.sync import runs
+from testio_sync.sync.account import check_run_account, remember_account
 from testio_sync.sync.engine import run_sync
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncRequest, SyncResult, SyncStatus
@@ -174,6 +175,7 @@ async def _run_locked(
     warnings: list[str],
     should_stop: Callable[[], bool],
 ) -> SyncResult:
+    account = check_run_account(request.scope.account, settings)  # before any write
     backup: Path | None = None
     if request.options.nuke:
         # Back up first: whatever happens next, the user keeps a database.
@@ -190,6 +192,7 @@ async def _run_locked(
             should_stop=should_stop,
             warnings=warnings,
         )
+    remember_account(account, accepted=result.status in (SyncStatus.SUCCEEDED, SyncStatus.PARTIAL))
     if backup is not None:
         result.backup_path = str(backup)
         if result.status == SyncStatus.FAILED:

@@ -37,6 +37,11 @@ DEFAULT_PHASES: tuple[SyncPhase, ...] = (
 )
 
 
+def sync_phases(*, with_bugs: bool) -> tuple[SyncPhase, ...]:
+    """The default phases, plus BUGS for the CLI's ``--with-bugs`` and MCP's ``with_bugs``."""
+    return (*DEFAULT_PHASES, SyncPhase.BUGS) if with_bugs else DEFAULT_PHASES
+
+
 class SyncStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -58,11 +63,16 @@ class SyncTrigger(StrEnum):
 
 @dataclass(frozen=True)
 class SyncScope:
-    """What a sync covers. ``None`` means everything (all products, no date limit)."""
+    """What a sync covers. ``None`` means everything (all products, no date limit).
+
+    ``account`` is whose data (``sync.account``: base URL and token fingerprint, as
+    JSON); None when the requester had no token and leaves it to the worker.
+    """
 
     product_ids: tuple[int, ...] | None = None
     since_date: datetime | None = None
     entity_types: tuple[str, ...] | None = None
+    account: str | None = None
 
     def __post_init__(self) -> None:
         if self.product_ids is not None:
@@ -78,6 +88,8 @@ class SyncScope:
 
     def covers(self, other: SyncScope) -> bool:
         """True when every product and test ``other`` reaches, this scope reaches too."""
+        if other.account is not None and self.account != other.account:
+            return False  # another account's run never answers this request
         if self.product_ids is not None and (
             other.product_ids is None or not set(other.product_ids) <= set(self.product_ids)
         ):
@@ -91,6 +103,7 @@ class SyncScope:
             "product_ids": list(self.product_ids) if self.product_ids is not None else None,
             "since_date": to_iso(self.since_date),
             "entity_types": list(self.entity_types) if self.entity_types else None,
+            "account": self.account,
         }
 
     @classmethod
@@ -101,6 +114,7 @@ class SyncScope:
             product_ids=tuple(ids) if ids is not None else None,
             since_date=parse_api_time(data.get("since_date")),
             entity_types=tuple(types) if types else None,
+            account=data.get("account"),
         )
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tasks.consumer import spawn_worker
-from tasks.liveness import worker_alive
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
+from testio_sync.tasks.consumer import spawn_worker
+from testio_sync.tasks.liveness import worker_alive
 
 ENTITY_TABLES = ("products", "features", "tests", "bugs")
 LOCKED = "database is locked"
@@ -34,7 +34,7 @@ class Workers:
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> subprocess.Popen[bytes]:
-        """A ``python -m tasks`` child, returned once it holds the worker lock."""
+        """A ``python -P -m testio_sync.tasks`` child, returned once it holds the worker lock."""
         proc = spawn_worker(self.settings)
         self.started.append(proc)
         return proc

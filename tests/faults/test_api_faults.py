@@ -72,5 +72,5 @@ def test_a_full_sync_through_a_worker_survives_every_api_fault_and_misses_only_t
     assert store_problems(settings.db_path) == []
     recorded = service.status()["broken_tests"]
     assert [b["product_id"] for b in recorded] == [sim.world.tests[broken].product_id]
-    assert any("cannot be fetched" in w for w in result.warnings), result.warnings
+    assert any("cannot be fetched" in e for e in result.errors), result.errors
     assert LOCKED not in log

@@ -20,7 +20,7 @@ import pytest
 from mcp import Client
 from testsupport import TOKEN, make_settings
 
-import tasks
+from testio_sync import tasks
 from testio_sync.dates import utc_now
 from testio_sync.mcp_server import build_server
 from testio_sync.service import SyncService

@@ -144,7 +144,7 @@ def test_faults_are_survived_and_only_the_broken_test_is_missing(fresh_server, h
     assert stored["bugs"] == truth_bugs
     recorded = queries.list_broken_tests()
     assert len(recorded) == 1
-    assert any("cannot be fetched" in w for w in result.warnings)
+    assert any("cannot be fetched" in e for e in result.errors)
     statuses = sim.stats()["by_status"]
     assert any(statuses.get(code) for code in ("502", "503", "504"))
 

@@ -1,11 +1,15 @@
-"""``python -m tasks``: run the sync worker (the same as ``testio-sync worker``)."""
+"""``python -P -m testio_sync.tasks``: run the sync worker (the same as ``testio-sync worker``).
+
+Spawned workers start this way: the module path lies inside our package and
+``-P`` keeps the caller's folder off ``sys.path``, so a ``tasks.py`` there never runs.
+"""
 
 import logging
 import sys
 
-from tasks.consumer import run_worker
 from testio_sync.errors import TestioSyncError
 from testio_sync.settings import Settings
+from testio_sync.tasks.consumer import run_worker
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)

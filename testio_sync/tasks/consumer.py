@@ -15,9 +15,9 @@ from pathlib import Path
 
 from huey.consumer import Consumer
 
-from tasks.liveness import worker_alive
-from tasks.queue import configure, huey
-from testio_sync.settings import Settings
+from testio_sync.settings import Settings, touch_private
+from testio_sync.tasks.liveness import worker_alive
+from testio_sync.tasks.queue import configure, huey
 
 WORKER_OPTIONS = {
     "workers": 1,
@@ -41,17 +41,19 @@ def run_worker(settings: Settings) -> None:
 
 
 def spawn_worker(settings: Settings, *, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``testio-sync worker`` as a child process and wait until it is alive.
+    """Start a worker child process and wait until it is alive.
+
+    ``-P`` and a module path inside the package: nothing in the caller's
+    current folder (a ``tasks.py``) can run in its place.
 
     Raises:
         RuntimeError: the worker did not come up within 15 s.
     """
     settings.ensure_home()
     env = {**os.environ, **settings.to_env()}
-    log = open(log_path or settings.home / "worker.log", "ab")  # noqa: SIM115 - owned by child
-    os.chmod(log.name, 0o600)
+    log = open(touch_private(log_path or settings.home / "worker.log"), "ab")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tasks"],
+        [sys.executable, "-P", "-m", "testio_sync.tasks"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,

@@ -2,7 +2,7 @@
 
 Keeping the queue apart means a long write on ``cache.db`` never makes an
 enqueue fail with "database is locked". The instance is built at import, as
-``huey_consumer tasks.huey`` needs; ``configure`` points a process elsewhere
+``huey_consumer testio_sync.tasks.huey`` needs; ``configure`` points a process elsewhere
 (tests, the demo) before anything is enqueued.
 """
 

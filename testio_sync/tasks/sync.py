@@ -14,15 +14,16 @@ from datetime import datetime
 
 from huey import crontab
 
-from tasks.liveness import hold_worker_lock, release_worker_lock
-from tasks.queue import current_settings, huey
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
 from testio_sync.store.db import open_database
 from testio_sync.sync import runs
+from testio_sync.sync.account import request_account
 from testio_sync.sync.runner import run_job
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import SyncRequest, SyncScope, SyncTrigger
+from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
+from testio_sync.tasks.queue import current_settings, huey
 
 logger = logging.getLogger("testio_sync.worker")
 
@@ -79,9 +80,9 @@ def check_background_sync(settings: Settings, *, now: datetime) -> str | None:
         last_failure_at=last_failure,
     ):
         return None
-    request = SyncRequest(
-        scope=SyncScope(product_ids=settings.product_ids), trigger=SyncTrigger.SCHEDULER
-    )
+    account = request_account(settings, check_mirror=False)  # the job checks the mirror's
+    scope = SyncScope(product_ids=settings.product_ids, account=account)
+    request = SyncRequest(scope=scope, trigger=SyncTrigger.SCHEDULER)
     run_id, _ = enqueue_run(request, settings)
     logger.info("background sync due: run %s enqueued", run_id)
     return run_id
