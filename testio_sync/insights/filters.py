@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from testio_sync.dates import parse_since
+from testio_sync.dates import parse_since, to_stored
 from testio_sync.errors import UsageError
 
 TEST_STATUSES = (
@@ -144,4 +144,4 @@ class ReportFilters:
 
 def _day_text(day: date) -> str:
     """Midnight UTC of ``day`` as the store writes times (they compare as text)."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_stored(datetime(day.year, day.month, day.day, tzinfo=UTC))

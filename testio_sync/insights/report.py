@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from testio_sync.api.client import ApiClient
-from testio_sync.dates import to_iso, utc_now
+from testio_sync.dates import parse_iso, to_iso, utc_now
 from testio_sync.errors import ApiError, UsageError
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.repositories import Repositories
@@ -107,7 +107,7 @@ def compute_rates(buckets: dict[str, int]) -> dict[str, float | None]:
 
 
 def _parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return parse_iso(text)
 
 
 # -- the report ------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from testio_sync.dates import human_time
+
 RATE_LABELS = {
     "active_acceptance_rate": "Active acceptance",
     "auto_acceptance_rate": "Auto acceptance",
@@ -52,7 +54,7 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append("")
         lines += _section(product, f"Product {product['product_id']}: {product['name']}")
     lines.append("")
-    as_of = report.get("data_as_of") or "never synced"
+    as_of = human_time(report["data_as_of"]) if report.get("data_as_of") else "never synced"
     lines.append(f"Data as of {as_of} (refresh it with: testio-sync sync)")
     for warning in report.get("warnings") or []:
         lines.append(f"Warning: {warning}")

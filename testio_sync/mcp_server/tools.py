@@ -17,7 +17,7 @@ from typing import Any
 
 from peewee import Case, fn
 
-from testio_sync.dates import parse_since, to_iso
+from testio_sync.dates import parse_iso, parse_since, to_iso
 from testio_sync.errors import UsageError
 from testio_sync.insights.filters import TEST_STATUSES
 from testio_sync.insights.report import require_products
@@ -293,9 +293,7 @@ def bugs_as_of(
 
 
 def _as_time(value: datetime | str | None) -> datetime | None:
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value
+    return parse_iso(value)
 
 
 def _min_time(*times: datetime | None) -> datetime | None:
