@@ -88,7 +88,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     elif lowered == "yesterday":
         day = now.date() - timedelta(days=1)
     elif lowered == "tomorrow":
-        raise UsageError(f"since: {text!r} is in the future")
+        raise UsageError(f"{text!r} is in the future", param="since")
     elif match := _RELATIVE.match(raw):
         amount, unit = int(match.group(1)), match.group(2).lower()[0]
         delta = {"d": timedelta(days=amount), "w": timedelta(weeks=amount)}.get(
@@ -102,8 +102,8 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
                 day = parse_api_time(raw).date()  # type: ignore[union-attr]
         except ValueError:
             raise UsageError(
-                f"since: {text!r} is not a date; use YYYY-MM-DD, '30 days ago' or '30d'"
+                f"{text!r} is not a date; use YYYY-MM-DD, '30 days ago' or '30d'", param="since"
             ) from None
     if day > now.date():
-        raise UsageError(f"since: {text!r} is in the future")
+        raise UsageError(f"{text!r} is in the future", param="since")
     return datetime(day.year, day.month, day.day, tzinfo=UTC)

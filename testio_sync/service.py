@@ -213,14 +213,15 @@ class SyncService:
                 entity_types=scope.entity_types,
             )
         if scope.since_date is not None and scope.since_date > utc_now():
-            raise UsageError("since is in the future")
+            raise UsageError("the day is in the future", param="since")
         if scope.product_ids:
             known = set(queries.product_ids())
             unknown = sorted(set(scope.product_ids) - known)
             if known and unknown:
                 raise UsageError(
-                    f"Unknown product id(s): {', '.join(map(str, unknown))}. "
-                    "Known products are listed by `testio-sync status`."
+                    f"Unknown product id(s): {', '.join(map(str, unknown))}",
+                    param="product_ids",
+                    hint="products",
                 )
         return SyncRequest(
             phases=tuple(phases or DEFAULT_PHASES),

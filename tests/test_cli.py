@@ -260,8 +260,52 @@ def test_an_unknown_product_id_is_a_usage_error_once_products_are_known(
     before = run_count(settings)
     result = invoke(settings, "sync", "--product-ids", "987654")
     assert result.exit_code == 2
-    assert "Error: Unknown product id(s): 987654" in result.stderr
+    assert result.stderr == (
+        "Error: --product-ids: Unknown product id(s): 987654; see the stored products with "
+        "`testio-sync status`, fetch them with `testio-sync sync`.\n"
+    )
     assert run_count(settings) == before
+
+
+MCP_NAMES = re.compile(
+    r"sync_data|list_products|list_tests|list_bugs|get_\w+|product_ids|start_date|end_date|"
+    r"test_ids|testing_type|statuses|\bcache\b"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sync", "--since", "tomorrow"], "Error: --since: 'tomorrow' is in the future."),
+        (
+            ["report", "-p", "1", "--start-date", "soon"],
+            "Error: --start-date: 'soon' is not a date; use YYYY-MM-DD, '30 days ago' or '30d'.",
+        ),
+        (
+            ["report", "-p", "1", "--start-date", "2026-02-01", "--end-date", "2026-01-01"],
+            "Error: --start-date: 2026-02-01 is after the end date 2026-01-01.",
+        ),
+        (
+            ["report", "-p", "424242"],
+            "Error: Product(s) 424242 not in the local mirror; see the stored products with "
+            "`testio-sync status`, fetch them with `testio-sync sync`.",
+        ),
+        (
+            ["report", "-p", "1", "--test-ids", "5", "--status", "archived"],
+            "Error: --test-ids: test ids replace the filters: drop the date, status and "
+            "testing type filters.",
+        ),
+    ],
+)
+def test_usage_errors_speak_the_cli_s_own_names(
+    settings: Settings, args: list[str], expected: str
+) -> None:
+    """Flags as the CLI spells them, CLI commands as the fix; no MCP tool or parameter."""
+    sync_json(settings)
+    result = invoke(settings, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == expected + "\n"
+    assert MCP_NAMES.search(result.stderr) is None
 
 
 def test_a_bad_setting_in_the_environment_is_a_usage_error(settings: Settings) -> None:

@@ -285,7 +285,11 @@ async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
         ("sync_data", {"product_ids": [999_999]}, "Unknown product id"),
         ("get_sync_status", {"run_id": "nope"}, "No sync run 'nope'"),
         ("get_product_quality_report", {}, "product_ids"),
-        ("get_product_quality_report", {"product_ids": [999_999]}, "not in the local cache"),
+        (
+            "get_product_quality_report",
+            {"product_ids": [999_999]},
+            "Product(s) 999999 not in the local mirror; list_products shows the mirrored products",
+        ),
         ("get_product_quality_report", {"product_ids": [1], "end_date": "x"}, "end_date"),
         ("list_tests", {"product_ids": [1], "limit": 0}, "limit"),
         ("list_tests", {"product_ids": [1], "statuses": ["done"]}, "statuses"),
@@ -301,6 +305,8 @@ async def test_bad_arguments_come_back_as_one_line_errors(
         text = await call_error(client, tool, args)
     assert fragment in text
     assert "\n" not in text and "Traceback" not in text
+    assert "testio-sync" not in text and "--" not in text  # no CLI command or flag
+    assert "cache" not in text  # the same word as the CLI: mirror
 
 
 async def _sync(settings: Settings) -> None:

@@ -190,9 +190,8 @@ def require_products(product_ids: Sequence[int]) -> None:
     missing = sorted(set(product_ids) - set(queries.product_ids()))
     if missing:
         raise UsageError(
-            f"Product(s) {', '.join(map(str, missing))} not in the local cache; "
-            "see them with list_products (or `testio-sync status`), fetch them with "
-            "sync_data (or `testio-sync sync`)."
+            f"Product(s) {', '.join(map(str, missing))} not in the local mirror",
+            hint="products",
         )
 
 
@@ -220,7 +219,9 @@ def build_quality_report(
         if outside:
             raise UsageError(
                 f"Test(s) {', '.join(map(str, outside[:10]))} are not stored under product(s) "
-                f"{', '.join(map(str, filters.product_ids))}; check list_tests."
+                f"{', '.join(map(str, filters.product_ids))}",
+                param="test_ids",
+                hint="tests",
             )
     total = _Section()
     sections = {pid: _Section() for pid in filters.product_ids}
@@ -314,7 +315,7 @@ async def refresh_stale_bugs(
     if not due:
         return []
     if not settings.api_token:
-        return [f"No API token: bugs of {len(due)} test(s) are served from the local cache."]
+        return [f"No API token: bugs of {len(due)} test(s) are served from the local mirror."]
     try:
         async with ApiClient.from_settings(settings) as client:
             repos = Repositories(client, settings, locks=locks, now=now)

@@ -97,14 +97,24 @@ def one_line(text: str, secret: str | None = None) -> str:
     return " ".join(text.split())
 
 
+# What helps with a UsageError, in tool terms (the CLI has its own).
+USAGE_HINTS = {
+    "products": "list_products shows the mirrored products, sync_data fetches them",
+    "tests": "list_tests shows the tests of a product",
+    "test": "list_tests shows the mirrored tests, sync_data fetches new ones",
+}
+
+
 @contextmanager
 def tool_errors(settings: Settings) -> Iterator[None]:
     """Turn the package's errors into a ToolError with a one-line reason and a next step."""
     try:
         yield
     except TestioSyncError as exc:
-        reason = str(exc).rstrip(".")
-        step = next_step(exc) if not isinstance(exc, UsageError) else ""
+        if isinstance(exc, UsageError):
+            reason, step = exc.worded(str, USAGE_HINTS), ""
+        else:
+            reason, step = str(exc).rstrip("."), next_step(exc)
         secret = settings.api_token.reveal() if settings.api_token else None
         raise ToolError(one_line(f"{reason}. {step}".strip(), secret)) from None
 

@@ -131,7 +131,7 @@ def get_product(product_id: int) -> Product:
     """
     product = find_product(product_id)
     if product is None:
-        raise NotFoundError(f"Product {product_id} is not in the local cache; sync products.")
+        raise NotFoundError(f"Product {product_id} is not in the local mirror; sync products.")
     return product
 
 
@@ -180,13 +180,17 @@ def tests_needing_bugs(
 ) -> list[int]:
     """Tests in scope whose bug list must be (re)fetched, newest end first.
 
-    Due: bugs not final and never fetched, or fetched at least ``ttl_s`` ago.
-    Tests not started yet (initialized, waiting) are due only if never fetched.
+    The one staleness rule for bugs (the sync and the read-through both ask here).
+    Due: bugs not final, and never fetched or fetched at least ``ttl_s`` ago;
+    except a test not started yet (initialized, waiting) whose own row is younger
+    than ``ttl_s``: it had no bugs when last seen. Its stored status alone is no
+    reason to skip it, as that status may be old and the test running by now.
     ``since`` keeps tests that end on or after it, or have no end.
     """
     T = ExploratoryTest
     cutoff = now - timedelta(seconds=ttl_s)
-    stale = (T.bugs_synced_at <= cutoff) & T.status.not_in(sorted(UNFETCHED_STATUSES))
+    not_started = T.status.in_(sorted(UNFETCHED_STATUSES)) & (T.synced_at > cutoff)
+    stale = (T.bugs_synced_at <= cutoff) & ~not_started
     where = [*_test_scope(product_ids, test_ids), T.bugs_final == 0]
     where.append(T.bugs_synced_at.is_null() | stale)
     if since is not None:

@@ -68,7 +68,7 @@ class SyncScope:
         if self.product_ids is not None:
             ids = tuple(sorted(set(self.product_ids)))
             if not ids or any(not isinstance(i, int) or i <= 0 for i in ids):
-                raise UsageError("product_ids must be positive whole numbers")
+                raise UsageError("product ids must be positive whole numbers", param="product_ids")
             object.__setattr__(self, "product_ids", ids)
 
     @property
