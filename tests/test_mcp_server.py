@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sqlite3
@@ -33,6 +34,8 @@ from testio_sync.mcp_server.tools import ProgressRelay
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
+from testio_sync.store import queries
+from testio_sync.store.db import open_database
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncTrigger
@@ -109,7 +112,7 @@ async def test_tool_list_stays_within_its_token_budget(settings: Settings) -> No
         assert read_only is (name in READ_TOOLS), name
     assert entries["sync_data"]["annotations"]["destructiveHint"] is False
     report = entries["get_product_quality_report"]
-    assert "cached" in report["description"] and "sync_data" in report["description"]
+    assert "mirror" in report["description"] and "refetched" in report["description"]
     assert report["inputSchema"]["required"] == ["product_ids"]
     assert "force_refresh_bugs" not in json.dumps(report)
     assert set(entries["sync_data"]["inputSchema"]["properties"]) == {
@@ -293,7 +296,18 @@ async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
         ("get_product_quality_report", {"product_ids": [1], "end_date": "x"}, "end_date"),
         ("list_tests", {"product_ids": [1], "limit": 0}, "limit"),
         ("list_tests", {"product_ids": [1], "statuses": ["done"]}, "statuses"),
-        ("get_test_summary", {"test_id": 1}, "Test 1 is not in the local cache"),
+        ("get_test_summary", {"test_id": 1}, "Test 1 is in neither the mirror nor the API"),
+        (
+            "list_bugs",
+            {"product_ids": [1], "severities": ["nope"]},
+            "severities.0: Input should be 'low', 'high', 'critical', 'visual', 'content' or "
+            "'custom'",
+        ),
+        (
+            "list_bugs",
+            {"product_ids": [1], "statuses": ["done"]},
+            "statuses.0: Input should be 'active_accepted', 'auto_accepted', 'rejected' or 'open'",
+        ),
         ("list_bugs", {}, "Give test_ids or product_ids"),
     ],
 )
@@ -388,7 +402,9 @@ async def test_report_test_summary_and_bug_list_agree_with_the_simulator(
             {"product_ids": [products[0]], "statuses": ["auto_accepted"], "limit": 3},
         )
 
-    assert before["bugs_fetched"] is False and "hint_bugs" in before
+    # The summary reads through: the busiest test's bugs arrive with the first call.
+    assert before["bugs_fetched"] is True and "hint_bugs" not in before
+    assert before["bugs"]["total"] == len(own)
     assert report["total_tests"] == len(tests)
     assert report["total_bugs"] == len(bugs)
     assert report["bugs_by_status"]["auto_accepted"] == len(auto)
@@ -406,6 +422,110 @@ async def test_report_test_summary_and_bug_list_agree_with_the_simulator(
     assert auto_listed["total"] == auto_in and auto_listed["count"] == min(3, auto_in)
     assert {b["status"] for b in auto_listed["bugs"]} == {"auto_accepted"}
     assert auto_listed["data_as_of"]
+
+
+def test_list_bugs_refuses_unknown_severities_naming_the_valid_ones(synced: Settings) -> None:
+    """The tool's schema and the plain function accept the same severities."""
+    from typing import get_args
+
+    from testio_sync.mcp_server.server import BugSeverity
+
+    assert get_args(BugSeverity) == mcp_tools.BUG_SEVERITIES
+    open_database(synced.db_path)
+    pid = queries.product_ids()[0]
+    with pytest.raises(UsageError) as caught:
+        mcp_tools.list_bugs_answer(product_ids=[pid], severities=["high", "nope"])
+    assert str(caught.value) == "unknown nope; use low, high, critical, visual, content, custom"
+    assert caught.value.param == "severities"
+
+
+# -- read-through ----------------------------------------------------------------------
+
+
+def world_tests(sim: Simulator, product_id: int) -> dict[int, str]:
+    """The simulator's own tests of a product, id -> status."""
+    with sim.lock:
+        return {t.id: t.status for t in sim.world.tests.values() if t.product_id == product_id}
+
+
+@pytest.fixture
+def moved(tmp_path: Path, fresh_server: tuple[Simulator, str]) -> tuple[Settings, Simulator]:
+    """A mirror synced from its own simulator, then the simulator three days on.
+
+    TTL zero: every mutable row in the mirror is stale by the time it is read.
+    """
+    settings = settings_for(tmp_path / "moved", fresh_server, cache_ttl_s=0)
+    anyio.run(_sync, settings)
+    fresh_server[0].advance(hours=72)
+    return settings, fresh_server[0]
+
+
+@pytest.mark.anyio
+async def test_list_tests_refetches_stale_tests_before_answering(
+    moved: tuple[Settings, Simulator],
+) -> None:
+    """A test whose status moved on in the API is shown with its status of now."""
+    settings, sim = moved
+    pid = min(sim.world.products)
+    async with connected(settings) as client:
+        page = await call(client, "list_tests", {"product_ids": [pid], "limit": 100})
+    shown = {t["id"]: t["status"] for t in page["tests"]}
+    real = world_tests(sim, pid)
+    assert shown == {tid: real[tid] for tid in shown}
+    assert "warnings" not in page
+
+
+@pytest.mark.anyio
+async def test_get_test_summary_fetches_a_test_the_mirror_never_saw(
+    moved: tuple[Settings, Simulator],
+) -> None:
+    """A test started after the sync is fetched with its bugs on first ask."""
+    settings, sim = moved
+    open_database(settings.db_path)
+    stored = {t.id for t in queries.list_tests(limit=100_000)[0]}
+    with sim.lock:
+        new = [t for t in sim.world.tests.values() if t.id not in stored]
+        test = max(new, key=lambda t: len(sim.world.bugs_by_test[t.id]))
+        bugs = len(sim.world.bugs_by_test[test.id])
+    async with connected(settings) as client:
+        summary = await call(client, "get_test_summary", {"test_id": test.id})
+    assert (summary["id"], summary["status"]) == (test.id, test.status)
+    assert summary["bugs_fetched"] is True and summary["bugs"]["total"] == bugs
+
+
+@pytest.mark.anyio
+async def test_list_bugs_of_a_product_fetches_the_bugs_a_plain_sync_left_out(
+    synced: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """After a sync without bugs, list_bugs shows every bug of the product's tests."""
+    sim = tiny_server[0]
+    pid = min(sim.world.products)
+    with sim.lock:
+        expected = {
+            b.id
+            for t in sim.world.tests.values()
+            if t.product_id == pid
+            for b in (sim.world.bugs[i] for i in sim.world.bugs_by_test[t.id])
+        }
+    async with connected(synced) as client:
+        listed = await call(client, "list_bugs", {"product_ids": [pid], "limit": 100})
+        rest = await call(client, "list_bugs", {"product_ids": [pid], "limit": 100, "offset": 100})
+    assert listed["total"] == len(expected)
+    assert {b["id"] for b in listed["bugs"] + rest["bugs"]} == expected
+    assert "hint_bugs" not in listed
+
+
+@pytest.mark.anyio
+async def test_without_a_token_reads_answer_from_the_mirror_and_say_so(
+    synced: Settings,
+) -> None:
+    no_token = dataclasses.replace(synced, api_token=None)
+    async with connected(no_token) as client:
+        products = await call(client, "list_products")
+        bugs = await call(client, "list_bugs", {"product_ids": [products["products"][0]["id"]]})
+    assert products["products"] and "warnings" not in products  # fresh: nothing to fetch
+    assert bugs["warnings"] == ["No API token: answered from the mirror as stored."]
+    assert bugs["total"] == 0 and "were never fetched" in bugs["hint_bugs"]
 
 
 @pytest.mark.anyio

@@ -10,6 +10,7 @@ working server, and stops that worker again on exit.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import signal
@@ -53,8 +54,8 @@ logger = logging.getLogger("testio_sync.mcp")
 
 SERVER_NAME = "testio-sync"
 INSTRUCTIONS = (
-    "TestIO data from a local cache. Read tools answer from the cache (see data_as_of); "
-    "call sync_data to refresh it."
+    "TestIO data from a local mirror. Read tools answer from the mirror, refetching "
+    "stale rows first (see data_as_of); sync_data refreshes it all."
 )
 
 READ_ONLY = ToolAnnotations(read_only_hint=True)
@@ -64,6 +65,7 @@ TestStatus = Literal[
     "initialized", "waiting", "running", "locked", "customer_finalized", "archived", "cancelled"
 ]
 BugStatus = Literal["active_accepted", "auto_accepted", "rejected", "open"]
+BugSeverity = Literal["low", "high", "critical", "visual", "content", "custom"]
 Ids = list[int]
 Limit = Annotated[int, Field(ge=1, le=100)]
 Offset = Annotated[int, Field(ge=0)]
@@ -234,6 +236,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
     """The MCP server with its seven tools; ``worker`` (if given) is kept alive for syncs."""
     service = SyncService(settings)
     locks = EntityLocks()
+    reads = mcp_tools.ReadThrough(settings, locks=locks)
 
     async def sync_data(
         ctx: Context,
@@ -241,7 +244,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         since: Day = None,
         force: bool = False,
     ) -> CallToolResult:
-        """Refresh the cache from TestIO (products, features, new tests); returns run stats."""
+        """Refresh the mirror from TestIO (products, features, new tests); returns run stats."""
         with tool_errors(settings):
             scope, options = mcp_tools.sync_request_parts(product_ids, since, force)
             if worker is not None:
@@ -264,7 +267,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             return answer(mcp_tools.run_answer(view, attached=handle.attached))
 
     def get_sync_status(run_id: str | None = None) -> CallToolResult:
-        """Show cache freshness and running syncs; with run_id, that run's progress or result."""
+        """Show mirror freshness and running syncs; with run_id, that run's progress or result."""
         with tool_errors(settings):
             if run_id:
                 return answer(mcp_tools.run_answer(service.handle(run_id.strip()).poll()))
@@ -278,7 +281,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         testing_type: str | None = None,
         test_ids: Ids | None = None,
     ) -> CallToolResult:
-        """Test/bug counts, acceptance rates and health from cached data; sync_data refreshes it.
+        """Test/bug counts, acceptance rates and health from the mirror; stale bugs are refetched.
 
         Dates filter on test end (UTC days); default statuses are the executed ones.
         test_ids replaces the filters.
@@ -294,41 +297,57 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             )
             return answer(await report.quality_report(filters, settings, locks=locks))
 
-    def list_products() -> CallToolResult:
-        """List cached products with test counts and when their tests were synced."""
+    async def list_products() -> CallToolResult:
+        """List mirrored products (stale ones refetched) with test counts and sync times."""
         with tool_errors(settings):
-            return answer(mcp_tools.list_products_answer())
+            warnings = await reads.products()
+            data = await anyio.to_thread.run_sync(mcp_tools.list_products_answer)
+            return answer(mcp_tools.with_warnings(data, warnings))
 
-    def list_tests(
+    async def list_tests(
         product_ids: Ids,
         statuses: list[TestStatus] | None = None,
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> CallToolResult:
-        """List cached tests of products, newest end first; paginated with limit/offset."""
+        """List tests of products, newest end first, stale ones refetched; paginated."""
         with tool_errors(settings):
-            return answer(mcp_tools.list_tests_answer(product_ids, statuses, limit, offset))
+            page = functools.partial(
+                mcp_tools.list_tests_answer, product_ids, statuses, limit, offset
+            )
+            first = await anyio.to_thread.run_sync(page)  # validates, and names the page
+            warnings = await reads.tests([t["id"] for t in first["tests"]])
+            return answer(mcp_tools.with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
-    def get_test_summary(test_id: int) -> CallToolResult:
-        """One cached test with its bug counts by status and severity."""
+    async def get_test_summary(test_id: int) -> CallToolResult:
+        """One test with its bug counts by status and severity, refetched when stale."""
         with tool_errors(settings):
-            return answer(mcp_tools.test_summary_answer(test_id))
+            warnings = await reads.test_with_bugs(test_id)
+            data = await anyio.to_thread.run_sync(mcp_tools.test_summary_answer, test_id)
+            return answer(mcp_tools.with_warnings(data, warnings))
 
-    def list_bugs(
+    async def list_bugs(
         test_ids: Ids | None = None,
         product_ids: Ids | None = None,
         statuses: list[BugStatus] | None = None,
-        severities: list[str] | None = None,
+        severities: list[BugSeverity] | None = None,
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> CallToolResult:
-        """List cached bugs of tests or products, newest first; paginated with limit/offset."""
+        """List bugs of tests or products, newest first, stale ones refetched; paginated."""
         with tool_errors(settings):
-            return answer(
-                mcp_tools.list_bugs_answer(
-                    test_ids, product_ids, statuses, severities, limit, offset
-                )
+            page = functools.partial(
+                mcp_tools.list_bugs_answer,
+                test_ids,
+                product_ids,
+                statuses,
+                severities,
+                limit,
+                offset,
             )
+            await anyio.to_thread.run_sync(page)  # validates before any API call
+            warnings = await reads.bugs(test_ids, product_ids)
+            return answer(mcp_tools.with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
     tools = [
         slim_tool(sync_data, SYNC),

@@ -2,32 +2,42 @@
 
 ``mcp_server`` only registers these behind tool signatures; everything here
 returns JSON-ready dicts and is tested without MCP. Read answers come from the
-local store alone (SQLite WAL readers never wait on a running sync and never
-take the sync's file lock) and every one carries ``data_as_of``.
+local mirror (SQLite WAL readers never wait on a running sync and never take the
+sync's file lock) after ``ReadThrough`` refreshed what they show through the
+repositories' entry points: missing or stale rows are fetched, immutable ones
+never again. Every answer carries ``data_as_of``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import logging
 import operator
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from peewee import Case, fn
 
-from testio_sync.dates import parse_iso, parse_since, to_iso
-from testio_sync.errors import UsageError
+from testio_sync.api.client import ApiClient
+from testio_sync.dates import parse_iso, parse_since, to_iso, utc_now
+from testio_sync.errors import ApiError, ConfigError, UsageError
 from testio_sync.insights.filters import TEST_STATUSES
 from testio_sync.insights.report import require_products
+from testio_sync.repositories import EntityLocks, Repositories
 from testio_sync.service import RunView
+from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest
 from testio_sync.store.queries import STATUS_BUCKETS, id_in, status_bucket, store_call
 from testio_sync.sync.types import SyncOptions, SyncPhase, SyncProgress, SyncScope
 
+logger = logging.getLogger(__name__)
+
 MAX_LISTED = 10  # warnings or errors shown in one answer; the rest are counted
+BUG_SEVERITIES = ("low", "high", "critical", "visual", "content", "custom")
 
 
 # -- sync ------------------------------------------------------------------------------
@@ -214,7 +224,7 @@ def list_products_answer() -> dict[str, Any]:
             for r in rows
         ],
         "data_as_of": to_iso(queries.oldest_sync_time()),
-        **({} if rows else {"hint": "The cache is empty: call sync_data first."}),
+        **({} if rows else {"hint": "The mirror is empty: call sync_data first."}),
     }
 
 
@@ -230,13 +240,15 @@ def _test_row(test: ExploratoryTest) -> dict[str, Any]:
     }
 
 
-def _check_statuses(statuses: Sequence[str] | None, allowed: Sequence[str], name: str) -> None:
-    if statuses is None:
+def _check_values(values: Sequence[str] | None, allowed: Sequence[str], name: str) -> None:
+    """Refuse unknown values of an enumerated argument, naming the valid ones."""
+    if values is None:
         return
-    unknown = sorted(set(statuses) - set(allowed))
-    if unknown or not statuses:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown or not values:
         raise UsageError(
-            f"{name}: unknown {', '.join(unknown) or '(empty list)'}; use {', '.join(allowed)}"
+            f"unknown {', '.join(unknown) or '(empty list)'}; use {', '.join(allowed)}",
+            param=name,
         )
 
 
@@ -252,8 +264,8 @@ def list_tests_answer(
         UsageError: no or unknown products, or an unknown status.
     """
     if not product_ids:
-        raise UsageError("product_ids: give at least one product id")
-    _check_statuses(statuses, TEST_STATUSES, "statuses")
+        raise UsageError("give at least one product id", param="product_ids")
+    _check_values(statuses, TEST_STATUSES, "statuses")
     require_products(product_ids)
     tests, total = queries.list_tests(
         product_ids=list(product_ids),
@@ -305,8 +317,8 @@ def _never_fetched_hint(count: int) -> dict[str, str]:
     if not count:
         return {}
     return {
-        "hint_bugs": f"Bugs of {count} test(s) were never fetched; "
-        "get_product_quality_report fetches them."
+        "hint_bugs": f"Bugs of {count} test(s) were never fetched and could not be now "
+        "(see warnings); call again later."
     }
 
 
@@ -318,9 +330,7 @@ def test_summary_answer(test_id: int) -> dict[str, Any]:
     """
     test = queries.get_test(test_id)
     if test is None:
-        raise UsageError(
-            f"Test {test_id} is not in the local cache; call list_tests, or sync_data."
-        )
+        raise UsageError(f"Test {test_id} is in neither the mirror nor the API", hint="test")
     counts = queries.bug_counts_by_test([test_id])[test_id]
     bugs_fetched = test.bugs_synced_at is not None
     as_of = _min_time(test.synced_at, None if test.bugs_final else test.bugs_synced_at)
@@ -381,11 +391,13 @@ def list_bugs_answer(
     """One page of stored bugs of tests or products, newest report first.
 
     Raises:
-        UsageError: neither tests nor products given, unknown products or statuses.
+        UsageError: neither tests nor products given, unknown products, statuses or
+            severities.
     """
     if not test_ids and not product_ids:
         raise UsageError("Give test_ids or product_ids (list_products and list_tests show them).")
-    _check_statuses(statuses, STATUS_BUCKETS, "statuses")
+    _check_values(statuses, STATUS_BUCKETS, "statuses")
+    _check_values(severities, BUG_SEVERITIES, "severities")
     if product_ids:
         require_products(product_ids)
     bugs, total = _bug_page(
@@ -410,6 +422,113 @@ def list_bugs_answer(
         "data_as_of": to_iso(_min_time(as_of, tests_as_of)),
         **_never_fetched_hint(never),
     }
+
+
+# -- read-through ----------------------------------------------------------------------
+
+
+class ReadThrough:
+    """Refreshes what a read tool is about to show, through the repositories' entry points.
+
+    Missing or stale rows are fetched (mutable tests and their bugs after the TTL;
+    archived and cancelled ones never again). A fetch that fails, or cannot run
+    without a token, never fails the read: the answer shows the stored rows, says
+    so in ``warnings``, and its ``data_as_of`` tells their age.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        locks: EntityLocks | None = None,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.locks = locks or EntityLocks()
+        self.now = now
+
+    async def _run(self, work: Callable[[Repositories], Awaitable[list[str]]]) -> list[str]:
+        try:
+            if not self.settings.api_token:  # fresh rows still answer; a fetch cannot
+                return await work(self._repos(cast(ApiClient, _NoToken())))
+            async with ApiClient.from_settings(self.settings) as client:
+                return await work(self._repos(client))
+        except ConfigError:
+            return ["No API token: answered from the mirror as stored."]
+        except ApiError as exc:
+            logger.warning("read-through refresh failed: %s", exc)
+            return [f"Could not refresh from the TestIO API ({exc}); answered from the mirror."]
+
+    def _repos(self, client: ApiClient) -> Repositories:
+        return Repositories(client, self.settings, locks=self.locks, now=self.now)
+
+    async def products(self) -> list[str]:
+        """Every stored product, refetched when stale (a product the API lost stays)."""
+        ids = await asyncio.to_thread(queries.product_ids)
+
+        async def work(repos: Repositories) -> list[str]:
+            await asyncio.gather(*(repos.get_product_cached_or_refresh(pid) for pid in ids))
+            return []
+
+        return await self._run(work)
+
+    async def tests(self, test_ids: Sequence[int]) -> list[str]:
+        """These tests, refetched when missing or mutable and stale."""
+        if not test_ids:
+            return []
+
+        async def work(repos: Repositories) -> list[str]:
+            report = await repos.refresh_tests(test_ids)
+            return _failed("tests", report.failed)
+
+        return await self._run(work)
+
+    async def test_with_bugs(self, test_id: int) -> list[str]:
+        """One test and its bugs, each through its ``get_*_cached_or_refresh``."""
+
+        async def work(repos: Repositories) -> list[str]:
+            if await repos.get_tests_cached_or_refresh([test_id]):
+                await repos.get_bugs_cached_or_refresh([test_id])
+            return []
+
+        return await self._run(work)
+
+    async def bugs(
+        self, test_ids: Sequence[int] | None, product_ids: Sequence[int] | None
+    ) -> list[str]:
+        """The stale bugs of the given tests, or of every test of the given products."""
+        scope = list(test_ids or [])
+        for pid in product_ids or []:
+            scope += await asyncio.to_thread(queries.stored_test_ids, pid)
+        if not scope:
+            return []
+
+        async def work(repos: Repositories) -> list[str]:
+            report = await repos.refresh_bugs(sorted(set(scope)))
+            return _failed("bugs of tests", report.failed)
+
+        return await self._run(work)
+
+
+class _NoToken:
+    """Stands in for the API client when no token is set: only an actual fetch fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConfigError("no API token")
+
+
+def _failed(what: str, failed: dict[int, str]) -> list[str]:
+    if not failed:
+        return []
+    return [
+        f"The {what} {', '.join(map(str, sorted(failed)[:MAX_LISTED]))} could not be "
+        "refreshed; their stored rows are shown."
+    ]
+
+
+def with_warnings(data: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The answer, with ``warnings`` when a refresh fell short."""
+    return {**data, "warnings": warnings} if warnings else data
 
 
 def dumps(data: Any) -> str:
