@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from testsupport import TOKEN, make_settings
 
 import tasks
-from testio_sync.dates import utc_now
+from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import (
     AuthError,
     ConfigError,
@@ -75,6 +76,16 @@ async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
     result = await client.call_tool(tool, args)
     assert result.is_error, result
     return result.content[0].text
+
+
+def assert_as_of_since_last_run(as_of: str, *, until_end: bool = True) -> None:
+    """``data_as_of`` lies in the last run (from its start to its end, or to now).
+
+    Answers give seconds, so the run's times are compared at that precision.
+    """
+    run = runs.recent_runs(1)[0]
+    end = run.finished_at if until_end else utc_now()
+    assert to_iso(run.started_at) <= as_of <= to_iso(end), (as_of, run.started_at, end)
 
 
 def settings_for(home: Path, server: tuple[Simulator, str], **overrides: Any) -> Settings:
@@ -161,7 +172,7 @@ async def test_sync_data_runs_on_the_worker_and_resets_the_background_timer(
     assert status["last_sync_age_seconds"] is not None
     assert {p["id"] for p in status["products"]} == {int(p) for p in truth["per_product"]}
     assert status["active_runs"] == [] and status["broken_tests"] == []
-    assert status["data_as_of"] is not None
+    assert_as_of_since_last_run(status["data_as_of"])
 
     now = utc_now()
     assert tasks.check_background_sync(settings, now=now) is None
@@ -359,7 +370,7 @@ async def test_list_products_and_tests_answer_from_the_store_with_paging(
     assert {p["id"]: p["test_count"] for p in products["products"]} == {
         int(k): v["tests"] for k, v in truth["per_product"].items()
     }
-    assert products["data_as_of"]
+    assert_as_of_since_last_run(products["data_as_of"])
     assert page1["total"] == count and page1["count"] == 5
     assert page1["next_offset"] == 5 and "offset=5" in page1["hint"]
     assert rest["count"] == count - 5 and "next_offset" not in rest and "hint" not in rest
@@ -373,7 +384,8 @@ async def test_list_products_and_tests_answer_from_the_store_with_paging(
         )
     assert archived["total"] == n_archived
     assert {t["status"] for t in archived["tests"]} == {"archived"}
-    assert page1["data_as_of"] and archived["data_as_of"]
+    assert_as_of_since_last_run(page1["data_as_of"])
+    assert_as_of_since_last_run(archived["data_as_of"])
 
 
 @pytest.mark.anyio
@@ -410,18 +422,18 @@ async def test_report_test_summary_and_bug_list_agree_with_the_simulator(
     assert report["bugs_by_status"]["auto_accepted"] == len(auto)
     assert len(report["products"]) == len(products)
     assert sum(p["total_bugs"] for p in report["products"]) == len(bugs)
-    assert report["data_as_of"]
+    assert_as_of_since_last_run(report["data_as_of"], until_end=False)
 
     assert summary["bugs_fetched"] is True and summary["bugs"]["total"] == len(own)
     severities: dict[str, int] = {}
     for bug in own:
         severities[bug.severity] = severities.get(bug.severity, 0) + 1
     assert summary["bugs"]["by_severity"] == dict(sorted(severities.items()))
-    assert summary["data_as_of"]
+    assert_as_of_since_last_run(summary["data_as_of"], until_end=False)
     assert listed["total"] == len(own) and {b["id"] for b in listed["bugs"]} == {b.id for b in own}
     assert auto_listed["total"] == auto_in and auto_listed["count"] == min(3, auto_in)
     assert {b["status"] for b in auto_listed["bugs"]} == {"auto_accepted"}
-    assert auto_listed["data_as_of"]
+    assert_as_of_since_last_run(auto_listed["data_as_of"], until_end=False)
 
 
 def test_list_bugs_refuses_unknown_severities_naming_the_valid_ones(synced: Settings) -> None:
@@ -548,7 +560,8 @@ async def test_reads_answer_while_a_sync_holds_the_lock_and_a_write_is_open(
         writer.execute("ROLLBACK")
         writer.close()
         await lock.release()
-    assert status["lock_holder"]
+    holder = status["lock_holder"]
+    assert (holder["run_id"], holder["pid"]) == ("other-run", os.getpid())
 
 
 def test_a_second_server_uses_the_running_worker_instead_of_starting_one(

@@ -30,6 +30,14 @@ class SyncPhase(StrEnum):
         return tuple(p for p in cls if p in wanted)
 
 
+ENTITY_PHASES: dict[str, SyncPhase] = {
+    "products": SyncPhase.PRODUCTS,
+    "features": SyncPhase.FEATURES,
+    "tests": SyncPhase.NEW_TESTS,
+    "bugs": SyncPhase.BUGS,
+}
+"""``SyncScope.entity_types`` values and the phase that refreshes each."""
+
 DEFAULT_PHASES: tuple[SyncPhase, ...] = (
     SyncPhase.PRODUCTS,
     SyncPhase.FEATURES,
@@ -58,7 +66,11 @@ class SyncTrigger(StrEnum):
 
 @dataclass(frozen=True)
 class SyncScope:
-    """What a sync covers. ``None`` means everything (all products, no date limit)."""
+    """What a sync covers. ``None`` means everything (all products, no date limit, all entities).
+
+    ``entity_types`` (keys of ``ENTITY_PHASES``) limits which entities a run
+    refreshes: a request keeps only the phases of those entities.
+    """
 
     product_ids: tuple[int, ...] | None = None
     since_date: datetime | None = None
@@ -70,6 +82,16 @@ class SyncScope:
             if not ids or any(not isinstance(i, int) or i <= 0 for i in ids):
                 raise UsageError("product ids must be positive whole numbers", param="product_ids")
             object.__setattr__(self, "product_ids", ids)
+        if self.entity_types is not None:
+            unknown = sorted(set(self.entity_types) - set(ENTITY_PHASES))
+            if unknown or not self.entity_types:
+                raise UsageError(
+                    f"unknown {', '.join(unknown) or '(empty list)'}; "
+                    f"use {', '.join(ENTITY_PHASES)}",
+                    param="entity_types",
+                )
+            ordered = tuple(e for e in ENTITY_PHASES if e in set(self.entity_types))
+            object.__setattr__(self, "entity_types", ordered)
 
     @property
     def is_full(self) -> bool:
@@ -138,6 +160,14 @@ class SyncRequest:
         phases = SyncPhase.ordered(tuple(SyncPhase(p) for p in self.phases))
         if self.options.incremental_only:
             phases = tuple(p for p in phases if p not in (SyncPhase.PRODUCTS, SyncPhase.FEATURES))
+        if self.scope.entity_types is not None:
+            wanted = {ENTITY_PHASES[e] for e in self.scope.entity_types}
+            phases = tuple(p for p in phases if p in wanted)
+            if not phases and not self.options.nuke:
+                raise UsageError(
+                    "leaves no phase to run: the phases asked for refresh none of these",
+                    param="entity_types",
+                )
         if self.options.nuke:
             phases = SyncPhase.ordered((*phases, *DEFAULT_PHASES))
         if not phases:
