@@ -93,11 +93,6 @@ class SyncScope:
             ordered = tuple(e for e in ENTITY_PHASES if e in set(self.entity_types))
             object.__setattr__(self, "entity_types", ordered)
 
-    @property
-    def is_full(self) -> bool:
-        """True when the scope is every product with no date limit."""
-        return self.product_ids is None and self.since_date is None
-
     def covers(self, other: SyncScope) -> bool:
         """True when every product and test ``other`` reaches, this scope reaches too."""
         if self.product_ids is not None and (
