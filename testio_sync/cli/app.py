@@ -53,8 +53,8 @@ def plain_help(params: list[Any]) -> list[Any]:
 
     typer prints each parameter's Python type; a flag then reads ``--json <bool>``
     and an optional argument whose metavar has brackets ``[[BACKUP]]``. Flags get
-    no metavar, valued options their upper-case name (choices keep ``a|b``), and
-    arguments their bare name.
+    no metavar, valued options their flag in capitals (``--status STATUS``; choices
+    keep ``a|b``), and arguments their bare name.
     """
     for param in params:
         if isinstance(param, TyperArgument):
@@ -68,7 +68,8 @@ def plain_help(params: list[Any]) -> list[Any]:
             elif param.type_descriptor.is_choice:
                 param.metavar = "|".join(map(str, param.type_descriptor.choices or ()))
             else:
-                param.metavar = (param.name or "value").upper()
+                flag = next((o for o in param.opts if o.startswith("--")), param.name or "value")
+                param.metavar = flag.lstrip("-").replace("-", "_").upper()
     return params
 
 
