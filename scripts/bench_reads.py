@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import logging
 import sys
 import tempfile
 import threading
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--syncs", type=int, default=10, help="forced syncs to run")
     parser.add_argument("--floor-ms", type=float, default=100.0, help="slowest read allowed")
     args = parser.parse_args(argv)
+    logging.disable(logging.INFO)  # the runs' log lines would bury the figures
 
     sim = Simulator(scale="tiny", seed=5, token=TOKEN, latency_ms=60)
     with sim.serve(host="127.0.0.1", port=0) as api, tempfile.TemporaryDirectory() as home:

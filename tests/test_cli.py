@@ -423,6 +423,23 @@ def test_no_wait_with_a_worker_prints_the_run_id_and_the_worker_runs_it(
     assert outcome.status == SyncStatus.SUCCEEDED
 
 
+def test_no_wait_names_the_status_command_that_follows_its_run(
+    settings: Settings, worker: object
+) -> None:
+    """The text answer gives the run id and `status RUN_ID`, which then shows that run."""
+    from testio_sync.service import SyncService
+
+    result = invoke(settings, "sync", "--no-wait")
+    assert result.exit_code == 0, result.output
+    first, follow = result.stdout.splitlines()
+    run_id = re.fullmatch(r"Queued sync run (\w+) for the worker\.", first).group(1)
+    assert follow == f"Follow it with `testio-sync status {run_id}`."
+    SyncService(settings).handle(run_id).wait(timeout_s=60)
+    shown = invoke(settings, "status", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"Run {run_id} (products, features, new_tests completed)")
+
+
 def test_with_a_worker_the_sync_runs_there_and_the_cli_waits(
     settings: Settings, worker: object
 ) -> None:
