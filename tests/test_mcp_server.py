@@ -528,6 +528,26 @@ async def test_list_bugs_of_a_product_fetches_the_bugs_a_plain_sync_left_out(
 
 
 @pytest.mark.anyio
+async def test_a_refused_refresh_leaves_the_stored_rows_and_a_warning(
+    moved: tuple[Settings, Simulator],
+) -> None:
+    """The API refuses the token: the stale page is shown as stored, never an error."""
+    settings, sim = moved
+    pid = min(sim.world.products)
+    open_database(settings.db_path)
+    stored, total = queries.list_tests(product_ids=[pid], limit=5)
+    sim.update_faults(token_revoked=True)
+    async with connected(settings) as client:
+        page = await call(client, "list_tests", {"product_ids": [pid], "limit": 5})
+    assert [(t["id"], t["status"]) for t in page["tests"]] == [(t.id, t.status) for t in stored]
+    assert page["total"] == total
+    assert len(page["warnings"]) == 1
+    assert page["warnings"][0].startswith("Answered from the mirror as stored: ")
+    assert "(HTTP 401)" in page["warnings"][0]
+    assert settings.api_token.reveal() not in page["warnings"][0]
+
+
+@pytest.mark.anyio
 async def test_without_a_token_reads_answer_from_the_mirror_and_say_so(
     synced: Settings,
 ) -> None:

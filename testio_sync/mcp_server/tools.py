@@ -457,7 +457,7 @@ class ReadThrough:
             return ["No API token: answered from the mirror as stored."]
         except ApiError as exc:
             logger.warning("read-through refresh failed: %s", exc)
-            return [f"Could not refresh from the TestIO API ({exc}); answered from the mirror."]
+            return [f"Answered from the mirror as stored: {str(exc).rstrip('.')}."]
 
     def _repos(self, client: ApiClient) -> Repositories:
         return Repositories(client, self.settings, locks=self.locks, now=self.now)
