@@ -45,6 +45,7 @@ from testio_sync.errors import (
 from testio_sync.insights import report
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.mcp_server import tools as mcp_tools
+from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.sync.lock import EntityLocks
@@ -236,7 +237,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
     """The MCP server with its seven tools; ``worker`` (if given) is kept alive for syncs."""
     service = SyncService(settings)
     locks = EntityLocks()
-    reads = mcp_tools.ReadThrough(settings, locks=locks)
+    reads = ReadThrough(settings, locks=locks)
 
     async def sync_data(
         ctx: Context,
@@ -302,7 +303,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         with tool_errors(settings):
             warnings = await reads.products()
             data = await anyio.to_thread.run_sync(mcp_tools.list_products_answer)
-            return answer(mcp_tools.with_warnings(data, warnings))
+            return answer(with_warnings(data, warnings))
 
     async def list_tests(
         product_ids: Ids,
@@ -317,14 +318,14 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             )
             first = await anyio.to_thread.run_sync(page)  # validates, and names the page
             warnings = await reads.tests([t["id"] for t in first["tests"]])
-            return answer(mcp_tools.with_warnings(await anyio.to_thread.run_sync(page), warnings))
+            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
     async def get_test_summary(test_id: int) -> CallToolResult:
         """One test with its bug counts by status and severity, refetched when stale."""
         with tool_errors(settings):
             warnings = await reads.test_with_bugs(test_id)
             data = await anyio.to_thread.run_sync(mcp_tools.test_summary_answer, test_id)
-            return answer(mcp_tools.with_warnings(data, warnings))
+            return answer(with_warnings(data, warnings))
 
     async def list_bugs(
         test_ids: Ids | None = None,
@@ -347,7 +348,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             )
             await anyio.to_thread.run_sync(page)  # validates before any API call
             warnings = await reads.bugs(test_ids, product_ids)
-            return answer(mcp_tools.with_warnings(await anyio.to_thread.run_sync(page), warnings))
+            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
     tools = [
         slim_tool(sync_data, SYNC),

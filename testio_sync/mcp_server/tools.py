@@ -3,38 +3,30 @@
 ``mcp_server`` only registers these behind tool signatures; everything here
 returns JSON-ready dicts and is tested without MCP. Read answers come from the
 local mirror (SQLite WAL readers never wait on a running sync and never take the
-sync's file lock) after ``ReadThrough`` refreshed what they show through the
-repositories' entry points: missing or stale rows are fetched, immutable ones
-never again. Every answer carries ``data_as_of``.
+sync's file lock), after ``read_through`` refreshed what they show. Every answer
+carries ``data_as_of``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import logging
 import operator
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from peewee import Case, fn
 
-from testio_sync.api.client import ApiClient
-from testio_sync.dates import parse_iso, parse_since, to_iso, utc_now
-from testio_sync.errors import ApiError, ConfigError, UsageError
+from testio_sync.dates import parse_iso, parse_since, to_iso
+from testio_sync.errors import UsageError
 from testio_sync.insights.filters import TEST_STATUSES
 from testio_sync.insights.report import require_products
-from testio_sync.repositories import EntityLocks, Repositories
 from testio_sync.service import RunView
-from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest
 from testio_sync.store.queries import STATUS_BUCKETS, id_in, status_bucket, store_call
 from testio_sync.sync.types import SyncOptions, SyncPhase, SyncProgress, SyncScope
-
-logger = logging.getLogger(__name__)
 
 MAX_LISTED = 10  # warnings or errors shown in one answer; the rest are counted
 BUG_SEVERITIES = ("low", "high", "critical", "visual", "content", "custom")
@@ -422,113 +414,6 @@ def list_bugs_answer(
         "data_as_of": to_iso(_min_time(as_of, tests_as_of)),
         **_never_fetched_hint(never),
     }
-
-
-# -- read-through ----------------------------------------------------------------------
-
-
-class ReadThrough:
-    """Refreshes what a read tool is about to show, through the repositories' entry points.
-
-    Missing or stale rows are fetched (mutable tests and their bugs after the TTL;
-    archived and cancelled ones never again). A fetch that fails, or cannot run
-    without a token, never fails the read: the answer shows the stored rows, says
-    so in ``warnings``, and its ``data_as_of`` tells their age.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        locks: EntityLocks | None = None,
-        now: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self.settings = settings
-        self.locks = locks or EntityLocks()
-        self.now = now
-
-    async def _run(self, work: Callable[[Repositories], Awaitable[list[str]]]) -> list[str]:
-        try:
-            if not self.settings.api_token:  # fresh rows still answer; a fetch cannot
-                return await work(self._repos(cast(ApiClient, _NoToken())))
-            async with ApiClient.from_settings(self.settings) as client:
-                return await work(self._repos(client))
-        except ConfigError:
-            return ["No API token: answered from the mirror as stored."]
-        except ApiError as exc:
-            logger.warning("read-through refresh failed: %s", exc)
-            return [f"Answered from the mirror as stored: {str(exc).rstrip('.')}."]
-
-    def _repos(self, client: ApiClient) -> Repositories:
-        return Repositories(client, self.settings, locks=self.locks, now=self.now)
-
-    async def products(self) -> list[str]:
-        """Every stored product, refetched when stale (a product the API lost stays)."""
-        ids = await asyncio.to_thread(queries.product_ids)
-
-        async def work(repos: Repositories) -> list[str]:
-            await asyncio.gather(*(repos.get_product_cached_or_refresh(pid) for pid in ids))
-            return []
-
-        return await self._run(work)
-
-    async def tests(self, test_ids: Sequence[int]) -> list[str]:
-        """These tests, refetched when missing or mutable and stale."""
-        if not test_ids:
-            return []
-
-        async def work(repos: Repositories) -> list[str]:
-            report = await repos.refresh_tests(test_ids)
-            return _failed("tests", report.failed)
-
-        return await self._run(work)
-
-    async def test_with_bugs(self, test_id: int) -> list[str]:
-        """One test and its bugs, each through its ``get_*_cached_or_refresh``."""
-
-        async def work(repos: Repositories) -> list[str]:
-            if await repos.get_tests_cached_or_refresh([test_id]):
-                await repos.get_bugs_cached_or_refresh([test_id])
-            return []
-
-        return await self._run(work)
-
-    async def bugs(
-        self, test_ids: Sequence[int] | None, product_ids: Sequence[int] | None
-    ) -> list[str]:
-        """The stale bugs of the given tests, or of every test of the given products."""
-        scope = list(test_ids or [])
-        for pid in product_ids or []:
-            scope += await asyncio.to_thread(queries.stored_test_ids, pid)
-        if not scope:
-            return []
-
-        async def work(repos: Repositories) -> list[str]:
-            report = await repos.refresh_bugs(sorted(set(scope)))
-            return _failed("bugs of tests", report.failed)
-
-        return await self._run(work)
-
-
-class _NoToken:
-    """Stands in for the API client when no token is set: only an actual fetch fails."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise ConfigError("no API token")
-
-
-def _failed(what: str, failed: dict[int, str]) -> list[str]:
-    if not failed:
-        return []
-    return [
-        f"The {what} {', '.join(map(str, sorted(failed)[:MAX_LISTED]))} could not be "
-        "refreshed; their stored rows are shown."
-    ]
-
-
-def with_warnings(data: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
-    """The answer, with ``warnings`` when a refresh fell short."""
-    return {**data, "warnings": warnings} if warnings else data
 
 
 def dumps(data: Any) -> str:
