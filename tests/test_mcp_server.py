@@ -479,10 +479,14 @@ async def test_list_tests_refetches_stale_tests_before_answering(
     """A test whose status moved on in the API is shown with its status of now."""
     settings, sim = moved
     pid = min(sim.world.products)
+    real = world_tests(sim, pid)
+    open_database(settings.db_path)
+    before = {t.id: t.status for t in queries.list_tests(product_ids=[pid], limit=100)[0]}
+    assert any(real[tid] != status for tid, status in before.items())  # the API moved on
     async with connected(settings) as client:
         page = await call(client, "list_tests", {"product_ids": [pid], "limit": 100})
     shown = {t["id"]: t["status"] for t in page["tests"]}
-    real = world_tests(sim, pid)
+    assert set(shown) == set(before)
     assert shown == {tid: real[tid] for tid in shown}
     assert "warnings" not in page
 
