@@ -2,7 +2,7 @@
 
     TestioSyncError                 str(e) is a user-ready sentence with no secret in it
     ├── ConfigError                 missing token, bad setting, unwritable data dir
-    ├── UsageError                  a request that contradicts itself or names bad values
+    ├── UsageError (.param, .hint)  a request that contradicts itself or names bad values
     │   └── UnknownProductsError    product ids neither the store nor the API knows
     ├── ApiError (.status, .path)
     │   ├── AuthError               401: fatal, stop the whole sync
@@ -10,8 +10,7 @@
     │   ├── RetryableApiError       429/5xx/524/timeouts after the retry policy gave up
     │   └── BadResponseError        body is not JSON or lacks its envelope key
     ├── SyncError
-    │   ├── SyncLockedError (.holder)   the file lock wait timed out
-    │   └── SyncFailedError (.result)   a run finished failed
+    │   └── SyncLockedError (.holder)   the file lock wait timed out
     └── StoreError                  database missing, schema too new, disk full
 
 Foreign errors (httpx, peewee, sqlite3) are translated at the boundary of the
@@ -20,6 +19,7 @@ package that meets them, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -34,7 +34,30 @@ class ConfigError(TestioSyncError):
 
 
 class UsageError(TestioSyncError):
-    """A request names bad values or contradicts itself; nothing was changed."""
+    """A request names bad values or contradicts itself; nothing was changed.
+
+    The message is neutral: it names no flag, tool or tool parameter. ``param`` is
+    the argument at fault by its library name (``start_date``) and ``hint`` what
+    would help (one of ``HINTS``); each entry point words both in its own terms
+    (``--start-date`` and ``testio-sync status`` on the command line,
+    ``start_date`` and ``list_products`` over MCP).
+    """
+
+    HINTS = ("products", "tests", "test")  # see stored products / tests of a product / a test
+
+    def __init__(self, message: str, *, param: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None and hint not in self.HINTS:
+            raise ValueError(f"unknown hint {hint!r}")
+        self.param = param
+        self.hint = hint
+
+    def worded(self, param_name: Callable[[str], str], hints: Mapping[str, str]) -> str:
+        """The message in one interface's words: its name of ``param`` first, its hint last."""
+        text = str(self).rstrip(".")
+        if self.param:
+            text = f"{param_name(self.param)}: {text}"
+        return f"{text}; {hints[self.hint]}" if self.hint else text
 
 
 class UnknownProductsError(UsageError):
@@ -45,8 +68,9 @@ class UnknownProductsError(UsageError):
     def __init__(self, product_ids: list[int] | tuple[int, ...]) -> None:
         self.product_ids = tuple(product_ids)
         super().__init__(
-            f"{self.PREFIX}{', '.join(map(str, self.product_ids))}: no product of this token "
-            "has them. Known products are listed by `testio-sync status`."
+            f"{self.PREFIX}{', '.join(map(str, self.product_ids))}",
+            param="product_ids",
+            hint="products",
         )
 
 
@@ -85,14 +109,6 @@ class SyncLockedError(SyncError):
     def __init__(self, message: str, *, holder: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.holder = holder or {}
-
-
-class SyncFailedError(SyncError):
-    """A run finished with status ``failed``; ``.result`` holds its SyncResult."""
-
-    def __init__(self, message: str, *, result: Any = None) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class StoreError(TestioSyncError):

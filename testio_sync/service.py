@@ -212,7 +212,7 @@ class SyncService:
             scope = replace(scope, product_ids=self.settings.product_ids)
         scope = replace(scope, account=request_account(self.settings))
         if scope.since_date is not None and scope.since_date > utc_now():
-            raise UsageError("since is in the future")
+            raise UsageError("the day is in the future", param="since")
         if scope.product_ids:
             known = set(queries.product_ids())
             unknown = sorted(set(scope.product_ids) - known)

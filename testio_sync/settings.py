@@ -250,3 +250,31 @@ def home_from_env(env: Mapping[str, str] | None = None) -> Path:
     """The data directory alone, for code that must not fail on other settings."""
     env = os.environ if env is None else env
     return Path(env.get("TESTIO_SYNC_HOME") or Path.home() / ".testio-sync").expanduser()
+
+
+# What a test keeps of its environment: the rest holds the URL, login and password
+# of the customer's system under test.
+_ENVIRONMENT_KEY = "test_environment"
+_ENVIRONMENT_KEPT = ("id", "title")
+
+
+def scrub_environments(value: Any) -> Any:
+    """A copy of ``value`` whose every ``test_environment`` keeps only ``id`` and ``title``.
+
+    The one rule for those credentials, applied where API answers arrive (the
+    client) and again where rows are written (the store): none of it may reach a
+    result, a log or the database file. An unexpected shape keeps nothing.
+    """
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == _ENVIRONMENT_KEY and isinstance(item, dict):
+                out[key] = {k: item[k] for k in _ENVIRONMENT_KEPT if k in item}
+            elif key == _ENVIRONMENT_KEY and item is not None:
+                out[key] = None
+            else:
+                out[key] = scrub_environments(item)
+        return out
+    if isinstance(value, list):
+        return [scrub_environments(item) for item in value]
+    return value

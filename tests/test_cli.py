@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -260,8 +262,52 @@ def test_an_unknown_product_id_is_a_usage_error_once_products_are_known(
     before = run_count(settings)
     result = invoke(settings, "sync", "--product-ids", "987654")
     assert result.exit_code == 2
-    assert "Error: Unknown product id(s): 987654" in result.stderr
+    assert result.stderr == (
+        "Error: --product-ids: Unknown product id(s): 987654; see the stored products with "
+        "`testio-sync status`, fetch them with `testio-sync sync`.\n"
+    )
     assert run_count(settings) == before
+
+
+MCP_NAMES = re.compile(
+    r"sync_data|list_products|list_tests|list_bugs|get_\w+|product_ids|start_date|end_date|"
+    r"test_ids|testing_type|statuses|\bcache\b"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sync", "--since", "tomorrow"], "Error: --since: 'tomorrow' is in the future."),
+        (
+            ["report", "-p", "1", "--start-date", "soon"],
+            "Error: --start-date: 'soon' is not a date; use YYYY-MM-DD, '30 days ago' or '30d'.",
+        ),
+        (
+            ["report", "-p", "1", "--start-date", "2026-02-01", "--end-date", "2026-01-01"],
+            "Error: --start-date: 2026-02-01 is after the end date 2026-01-01.",
+        ),
+        (
+            ["report", "-p", "424242"],
+            "Error: Product(s) 424242 not in the local mirror; see the stored products with "
+            "`testio-sync status`, fetch them with `testio-sync sync`.",
+        ),
+        (
+            ["report", "-p", "1", "--test-ids", "5", "--status", "archived"],
+            "Error: --test-ids: test ids replace the filters: drop the date, status and "
+            "testing type filters.",
+        ),
+    ],
+)
+def test_usage_errors_speak_the_cli_s_own_names(
+    settings: Settings, args: list[str], expected: str
+) -> None:
+    """Flags as the CLI spells them, CLI commands as the fix; no MCP tool or parameter."""
+    sync_json(settings)
+    result = invoke(settings, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == expected + "\n"
+    assert MCP_NAMES.search(result.stderr) is None
 
 
 def test_a_bad_setting_in_the_environment_is_a_usage_error(settings: Settings) -> None:
@@ -385,6 +431,23 @@ def test_no_wait_with_a_worker_prints_the_run_id_and_the_worker_runs_it(
     assert outcome.status == SyncStatus.SUCCEEDED
 
 
+def test_no_wait_names_the_status_command_that_follows_its_run(
+    settings: Settings, worker: object
+) -> None:
+    """The text answer gives the run id and `status RUN_ID`, which then shows that run."""
+    from testio_sync.service import SyncService
+
+    result = invoke(settings, "sync", "--no-wait")
+    assert result.exit_code == 0, result.output
+    first, follow = result.stdout.splitlines()
+    run_id = re.fullmatch(r"Queued sync run (\w+) for the worker\.", first).group(1)
+    assert follow == f"Follow it with `testio-sync status {run_id}`."
+    SyncService(settings).handle(run_id).wait(timeout_s=60)
+    shown = invoke(settings, "status", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"Run {run_id} (products, features, new_tests completed)")
+
+
 def test_with_a_worker_the_sync_runs_there_and_the_cli_waits(
     settings: Settings, worker: object
 ) -> None:
@@ -398,13 +461,15 @@ def test_with_a_worker_the_sync_runs_there_and_the_cli_waits(
 # -- status, dry run, help ---------------------------------------------------------
 
 
-def test_status_json_reports_counts_worker_and_recent_runs(settings: Settings) -> None:
-    """``status --json`` parses and matches the store and the last run."""
+def test_status_json_reports_counts_worker_and_recent_runs(
+    settings: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """``status --json`` parses; its counts are the simulator's, its last run the one we ran."""
     run_id = sync_json(settings, "--with-bugs")["run_id"]
     result = invoke(settings, "status", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["counts"] == counts(settings)
+    assert data["counts"] == truth(tiny_server[0])
     assert data["recent_runs"][0]["run_id"] == run_id
     assert data["recent_runs"][0]["status"] == "succeeded"
     assert data["worker_alive"] is False
@@ -412,13 +477,15 @@ def test_status_json_reports_counts_worker_and_recent_runs(settings: Settings) -
     assert data["products"][0]["tests_synced_at"].endswith("Z")
 
 
-def test_status_text_shows_data_worker_lock_and_runs(settings: Settings) -> None:
-    """Plain ``status`` names the database, the counts and the last runs."""
+def test_status_text_shows_data_worker_lock_and_runs(
+    settings: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """Plain ``status`` names the database, the simulator's counts and the last runs."""
     run_id = sync_json(settings)["run_id"]
     result = invoke(settings, "status")
     assert result.exit_code == 0, result.output
-    stored = counts(settings)
-    assert f"Data: {stored['products']} products, {stored['tests']} tests" in result.stdout
+    real = truth(tiny_server[0])
+    assert f"Data: {real['products']} products, {real['tests']} tests" in result.stdout
     assert "Worker: not running" in result.stdout
     assert "Sync lock: free" in result.stdout
     assert run_id in result.stdout
@@ -484,3 +551,116 @@ def test_app_help_lists_the_exit_codes(settings: Settings) -> None:
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130"):
         assert f" {code}" in result.stdout
     assert "Exit codes:" in result.stdout
+
+
+COMMANDS_IN_ORDER = [
+    "sync",
+    "status",
+    "report",
+    "restore",
+    "worker",
+    "serve",
+    "demo",
+    "simulate",
+]
+# What typer prints for a parameter's Python type, and a metavar bracketed twice.
+TYPE_PLACEHOLDER = re.compile(r"<(bool|str|int|float|path|list\[[^\]]*\]|[a-z]+(\|[a-z]+)+)>|\[\[")
+
+
+def test_commands_are_listed_in_the_order_a_user_needs_them(settings: Settings) -> None:
+    """Top-level help lists sync first and the simulator tools last, each once."""
+    result = invoke(settings, "--help", env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    listed = re.findall(r"^│ (\w+) {2,}", result.stdout, flags=re.MULTILINE)
+    assert listed == COMMANDS_IN_ORDER
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS_IN_ORDER)])
+def test_help_names_values_without_type_placeholders(
+    settings: Settings, command: list[str]
+) -> None:
+    """No ``<bool>``, ``<str>``, ``<stdio|http>`` or ``[[BACKUP]]`` in any ``--help``."""
+    result = invoke(settings, *command, "--help", env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert TYPE_PLACEHOLDER.search(result.stdout) is None, result.stdout
+    if command:
+        assert f"$ testio-sync {command[0]}" in result.stdout
+
+
+def test_value_options_show_a_metavar_and_flags_none(settings: Settings) -> None:
+    """``--port PORT`` and ``--transport stdio|http`` say what to give; ``--json`` takes nothing."""
+    serve = invoke(settings, "serve", "--help", env={"COLUMNS": "120"}).stdout
+    assert re.search(r"--port +PORT ", serve)
+    assert re.search(r"--transport +stdio\|http ", serve)
+    assert re.search(r"--no-worker +Do not start", serve)
+    restore = invoke(settings, "restore", "--help", env={"COLUMNS": "120"}).stdout
+    assert "Usage: testio-sync restore [OPTIONS] [BACKUP]" in restore
+
+
+def test_version_prints_the_package_version(settings: Settings) -> None:
+    from importlib import metadata
+
+    result = invoke(settings, "--version")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"testio-sync {metadata.version('testio-sync')}\n"
+
+
+def test_shell_completion_is_offered_and_completes_commands(settings: Settings) -> None:
+    """``--install-completion`` is listed; the completion hook answers with command names."""
+    assert "--install-completion" in invoke(settings, "--help").stdout
+    script = invoke(settings, "--show-completion", "bash")
+    assert script.exit_code == 0, script.output
+    assert "_testio_sync_completion" in script.stdout
+    env = {
+        "_TESTIO_SYNC_COMPLETE": "complete_bash",
+        "COMP_WORDS": "testio-sync st",
+        "COMP_CWORD": "1",
+    }
+    runner = CliRunner(env={**settings.to_env(), **env})
+    done = runner.invoke(cli.app, [], prog_name="testio-sync")
+    assert done.stdout.split() == ["status"]
+
+
+# -- status RUN_ID -------------------------------------------------------------------
+
+
+def test_status_run_id_shows_that_runs_result(
+    settings: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """``status RUN_ID`` prints the run's summary; with ``--json`` its record."""
+    sync = sync_json(settings)
+    text = invoke(settings, "status", sync["run_id"])
+    assert text.exit_code == 0, text.output
+    real = truth(tiny_server[0], ("products",))
+    assert text.stdout.splitlines()[0].startswith(f"Run {sync['run_id']} (products,")
+    assert f"Products synced: {real['products']}" in text.stdout
+    assert "Sync completed in " in text.stdout
+    data = json.loads(invoke(settings, "status", sync["run_id"], "--json").stdout)
+    assert data["run_id"] == sync["run_id"]
+    assert data["status"] == "succeeded"
+    assert data["result"]["products_synced"] == real["products"]
+
+
+def test_status_run_id_follows_a_queued_run(settings: Settings) -> None:
+    """A run no worker has taken yet shows as queued, waiting for the worker."""
+    from testio_sync.sync.types import SyncRequest
+
+    open_database(settings.db_path)
+    run_id, _ = runs.create_or_attach(
+        SyncRequest(), run_id="queued01", now=datetime.now(UTC), enqueue=None, owner_pid=os.getpid()
+    )
+    text = invoke(settings, "status", run_id)
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines() == [
+        f"Run {run_id}: queued (phases: products, features, new_tests; started by cli)",
+        "  waiting for the worker",
+    ]
+    data = json.loads(invoke(settings, "status", run_id, "--json").stdout)
+    assert (data["status"], data["result"]) == ("queued", None)
+
+
+def test_status_of_an_unknown_run_is_a_usage_error(settings: Settings) -> None:
+    sync_json(settings)
+    result = invoke(settings, "status", "nosuchrun")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: No sync run 'nosuchrun' is recorded.\n"

@@ -128,7 +128,7 @@ def test_console_script_reports_bad_input_in_one_line_with_exit_2(settings: Sett
         check=False,
     )
     assert proc.returncode == 2
-    assert proc.stderr == "Error: since: 'tomorrow' is in the future\n"
+    assert proc.stderr == "Error: --since: 'tomorrow' is in the future.\n"
     assert proc.stdout == ""
 
 
@@ -193,7 +193,8 @@ def test_ctrl_c_while_waiting_on_the_worker_leaves_the_run_going(
         lock.release_blocking()
     assert proc.returncode == 130, err
     assert err.strip().endswith(
-        f"Stopped waiting; run {run_id} goes on in the worker. Follow it with `testio-sync status`."
+        f"Stopped waiting; run {run_id} goes on in the worker. "
+        f"Follow it with `testio-sync status {run_id}`."
     )
     result = SyncService(settings).handle(run_id).wait(timeout_s=60)
     assert result.status == SyncStatus.SUCCEEDED

@@ -114,3 +114,49 @@ def test_exit_codes_follow_the_run_status(
     """0 ok, 1 failed or abandoned, 3 partial, 4 when only the lock wait failed the run."""
     result = SyncResult(run_id="r", status=status, errors=errors, phases_completed=phases)
     assert cli_support.exit_code_for(result) == code
+
+
+def test_every_time_in_human_text_reads_the_same_way() -> None:
+    """Status text shows ``2026-11-27 14:45 UTC`` whatever ISO form the data holds.
+
+    The lock record stores microseconds, the service answers whole seconds with ``Z``:
+    neither form reaches the text.
+    """
+    from datetime import UTC, datetime
+
+    from testio_sync.cli.render import status_lines
+
+    status = {
+        "database": "/tmp/cache.db",
+        "database_bytes": 2048,
+        "counts": {"products": 1},
+        "last_sync_completed": datetime(2026, 11, 27, 14, 45, 25, tzinfo=UTC),
+        "last_sync_age_seconds": 5.0,
+        "worker_alive": False,
+        "lock_holder": {"pid": 7, "run_id": "abc", "started_at": "2026-11-27T14:45:25.123456Z"},
+        "active_runs": [],
+        "broken_tests": [
+            {
+                "product_id": 1,
+                "position": 3,
+                "between_test_ids": [10, 11],
+                "first_seen_at": "2026-11-27T14:45:25Z",
+            }
+        ],
+        "products": [],
+        "recent_runs": [
+            {
+                "run_id": "abc",
+                "trigger": "cli",
+                "status": "running",
+                "enqueued_at": "2026-11-27T14:45:25Z",
+                "duration_seconds": None,
+            }
+        ],
+    }
+    text = "\n".join(status_lines(status, now=datetime(2026, 11, 27, 15, 0, tzinfo=UTC)))
+    assert "Last successful sync: 2026-11-27 14:45 UTC (5 s ago)" in text
+    assert "Sync lock: held by PID 7 for run abc since 2026-11-27 14:45 UTC" in text
+    assert "(seen 2026-11-27 14:45 UTC)" in text
+    assert "abc  cli       running   2026-11-27 14:45 UTC" in text
+    assert "T14:45" not in text

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
+from testio_sync.dates import human_time
 from testio_sync.settings import Settings
 
 
@@ -35,6 +37,9 @@ def test_report_prints_the_quality_report_of_the_stored_data(settings, tiny_serv
     text = invoke(settings, "report", "-p", str(pid))
     assert text.exit_code == 0
     assert f"Quality report for {sim.world.products[pid].name} ({pid})" in text.stdout
+    as_of = human_time(data["data_as_of"])  # the JSON's ISO time, as people read times
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", as_of)
+    assert f"Data as of {as_of}" in text.stdout
     assert "Rejection" in text.stdout and "health" in text.stdout
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -18,7 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from testsupport import TOKEN, make_settings
 
 from testio_sync import tasks
-from testio_sync.dates import utc_now
+from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import (
     AuthError,
     ConfigError,
@@ -33,6 +35,8 @@ from testio_sync.mcp_server.tools import ProgressRelay
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
+from testio_sync.store import queries
+from testio_sync.store.db import open_database
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncTrigger
@@ -74,6 +78,16 @@ async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
     return result.content[0].text
 
 
+def assert_as_of_since_last_run(as_of: str, *, until_end: bool = True) -> None:
+    """``data_as_of`` lies in the last run (from its start to its end, or to now).
+
+    Answers give seconds, so the run's times are compared at that precision.
+    """
+    run = runs.recent_runs(1)[0]
+    end = run.finished_at if until_end else utc_now()
+    assert to_iso(run.started_at) <= as_of <= to_iso(end), (as_of, run.started_at, end)
+
+
 def settings_for(home: Path, server: tuple[Simulator, str], **overrides: Any) -> Settings:
     return make_settings(home, server[1], retry_max_wait_s=1.0, **overrides)
 
@@ -109,7 +123,7 @@ async def test_tool_list_stays_within_its_token_budget(settings: Settings) -> No
         assert read_only is (name in READ_TOOLS), name
     assert entries["sync_data"]["annotations"]["destructiveHint"] is False
     report = entries["get_product_quality_report"]
-    assert "cached" in report["description"] and "sync_data" in report["description"]
+    assert "mirror" in report["description"] and "refetched" in report["description"]
     assert report["inputSchema"]["required"] == ["product_ids"]
     assert "force_refresh_bugs" not in json.dumps(report)
     assert set(entries["sync_data"]["inputSchema"]["properties"]) == {
@@ -159,7 +173,7 @@ async def test_sync_data_runs_on_the_worker_and_resets_the_background_timer(
     assert status["last_sync_age_seconds"] is not None
     assert {p["id"] for p in status["products"]} == {int(p) for p in truth["per_product"]}
     assert status["active_runs"] == [] and status["broken_tests"] == []
-    assert status["data_as_of"] is not None
+    assert_as_of_since_last_run(status["data_as_of"])
 
     now = utc_now()
     assert tasks.check_background_sync(settings, now=now) is None
@@ -286,11 +300,26 @@ async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
         ("sync_data", {"product_ids": [999_999]}, "Unknown product id"),
         ("get_sync_status", {"run_id": "nope"}, "No sync run 'nope'"),
         ("get_product_quality_report", {}, "product_ids"),
-        ("get_product_quality_report", {"product_ids": [999_999]}, "not in the local cache"),
+        (
+            "get_product_quality_report",
+            {"product_ids": [999_999]},
+            "Product(s) 999999 not in the local mirror; list_products shows the mirrored products",
+        ),
         ("get_product_quality_report", {"product_ids": [1], "end_date": "x"}, "end_date"),
         ("list_tests", {"product_ids": [1], "limit": 0}, "limit"),
         ("list_tests", {"product_ids": [1], "statuses": ["done"]}, "statuses"),
-        ("get_test_summary", {"test_id": 1}, "Test 1 is not in the local cache"),
+        ("get_test_summary", {"test_id": 1}, "Test 1 is in neither the mirror nor the API"),
+        (
+            "list_bugs",
+            {"product_ids": [1], "severities": ["nope"]},
+            "severities.0: Input should be 'low', 'high', 'critical', 'visual', 'content' or "
+            "'custom'",
+        ),
+        (
+            "list_bugs",
+            {"product_ids": [1], "statuses": ["done"]},
+            "statuses.0: Input should be 'active_accepted', 'auto_accepted', 'rejected' or 'open'",
+        ),
         ("list_bugs", {}, "Give test_ids or product_ids"),
     ],
 )
@@ -302,6 +331,8 @@ async def test_bad_arguments_come_back_as_one_line_errors(
         text = await call_error(client, tool, args)
     assert fragment in text
     assert "\n" not in text and "Traceback" not in text
+    assert "testio-sync" not in text and "--" not in text  # no CLI command or flag
+    assert "cache" not in text  # the same word as the CLI: mirror
 
 
 async def _sync(settings: Settings) -> None:
@@ -340,7 +371,7 @@ async def test_list_products_and_tests_answer_from_the_store_with_paging(
     assert {p["id"]: p["test_count"] for p in products["products"]} == {
         int(k): v["tests"] for k, v in truth["per_product"].items()
     }
-    assert products["data_as_of"]
+    assert_as_of_since_last_run(products["data_as_of"])
     assert page1["total"] == count and page1["count"] == 5
     assert page1["next_offset"] == 5 and "offset=5" in page1["hint"]
     assert rest["count"] == count - 5 and "next_offset" not in rest and "hint" not in rest
@@ -354,7 +385,8 @@ async def test_list_products_and_tests_answer_from_the_store_with_paging(
         )
     assert archived["total"] == n_archived
     assert {t["status"] for t in archived["tests"]} == {"archived"}
-    assert page1["data_as_of"] and archived["data_as_of"]
+    assert_as_of_since_last_run(page1["data_as_of"])
+    assert_as_of_since_last_run(archived["data_as_of"])
 
 
 @pytest.mark.anyio
@@ -383,24 +415,154 @@ async def test_report_test_summary_and_bug_list_agree_with_the_simulator(
             {"product_ids": [products[0]], "statuses": ["auto_accepted"], "limit": 3},
         )
 
-    assert before["bugs_fetched"] is False and "hint_bugs" in before
+    # The summary reads through: the busiest test's bugs arrive with the first call.
+    assert before["bugs_fetched"] is True and "hint_bugs" not in before
+    assert before["bugs"]["total"] == len(own)
     assert report["total_tests"] == len(tests)
     assert report["total_bugs"] == len(bugs)
     assert report["bugs_by_status"]["auto_accepted"] == len(auto)
     assert len(report["products"]) == len(products)
     assert sum(p["total_bugs"] for p in report["products"]) == len(bugs)
-    assert report["data_as_of"]
+    assert_as_of_since_last_run(report["data_as_of"], until_end=False)
 
     assert summary["bugs_fetched"] is True and summary["bugs"]["total"] == len(own)
     severities: dict[str, int] = {}
     for bug in own:
         severities[bug.severity] = severities.get(bug.severity, 0) + 1
     assert summary["bugs"]["by_severity"] == dict(sorted(severities.items()))
-    assert summary["data_as_of"]
+    assert_as_of_since_last_run(summary["data_as_of"], until_end=False)
     assert listed["total"] == len(own) and {b["id"] for b in listed["bugs"]} == {b.id for b in own}
     assert auto_listed["total"] == auto_in and auto_listed["count"] == min(3, auto_in)
     assert {b["status"] for b in auto_listed["bugs"]} == {"auto_accepted"}
-    assert auto_listed["data_as_of"]
+    assert_as_of_since_last_run(auto_listed["data_as_of"], until_end=False)
+
+
+def test_list_bugs_refuses_unknown_severities_naming_the_valid_ones(synced: Settings) -> None:
+    """The tool's schema and the plain function accept the same severities."""
+    from typing import get_args
+
+    from testio_sync.mcp_server.server import BugSeverity
+
+    assert get_args(BugSeverity) == mcp_tools.BUG_SEVERITIES
+    open_database(synced.db_path)
+    pid = queries.product_ids()[0]
+    with pytest.raises(UsageError) as caught:
+        mcp_tools.list_bugs_answer(product_ids=[pid], severities=["high", "nope"])
+    assert str(caught.value) == "unknown nope; use low, high, critical, visual, content, custom"
+    assert caught.value.param == "severities"
+
+
+# -- read-through ----------------------------------------------------------------------
+
+
+def world_tests(sim: Simulator, product_id: int) -> dict[int, str]:
+    """The simulator's own tests of a product, id -> status."""
+    with sim.lock:
+        return {t.id: t.status for t in sim.world.tests.values() if t.product_id == product_id}
+
+
+@pytest.fixture
+def moved(tmp_path: Path, fresh_server: tuple[Simulator, str]) -> tuple[Settings, Simulator]:
+    """A mirror synced from its own simulator, then the simulator three days on.
+
+    TTL zero: every mutable row in the mirror is stale by the time it is read.
+    """
+    settings = settings_for(tmp_path / "moved", fresh_server, cache_ttl_s=0)
+    anyio.run(_sync, settings)
+    fresh_server[0].advance(hours=72)
+    return settings, fresh_server[0]
+
+
+@pytest.mark.anyio
+async def test_list_tests_refetches_stale_tests_before_answering(
+    moved: tuple[Settings, Simulator],
+) -> None:
+    """A test whose status moved on in the API is shown with its status of now."""
+    settings, sim = moved
+    pid = min(sim.world.products)
+    real = world_tests(sim, pid)
+    open_database(settings.db_path)
+    before = {t.id: t.status for t in queries.list_tests(product_ids=[pid], limit=100)[0]}
+    assert any(real[tid] != status for tid, status in before.items())  # the API moved on
+    async with connected(settings) as client:
+        page = await call(client, "list_tests", {"product_ids": [pid], "limit": 100})
+    shown = {t["id"]: t["status"] for t in page["tests"]}
+    assert set(shown) == set(before)
+    assert shown == {tid: real[tid] for tid in shown}
+    assert "warnings" not in page
+
+
+@pytest.mark.anyio
+async def test_get_test_summary_fetches_a_test_the_mirror_never_saw(
+    moved: tuple[Settings, Simulator],
+) -> None:
+    """A test started after the sync is fetched with its bugs on first ask."""
+    settings, sim = moved
+    open_database(settings.db_path)
+    stored = {t.id for t in queries.list_tests(limit=100_000)[0]}
+    with sim.lock:
+        new = [t for t in sim.world.tests.values() if t.id not in stored]
+        test = max(new, key=lambda t: len(sim.world.bugs_by_test[t.id]))
+        bugs = len(sim.world.bugs_by_test[test.id])
+    async with connected(settings) as client:
+        summary = await call(client, "get_test_summary", {"test_id": test.id})
+    assert (summary["id"], summary["status"]) == (test.id, test.status)
+    assert summary["bugs_fetched"] is True and summary["bugs"]["total"] == bugs
+
+
+@pytest.mark.anyio
+async def test_list_bugs_of_a_product_fetches_the_bugs_a_plain_sync_left_out(
+    synced: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """After a sync without bugs, list_bugs shows every bug of the product's tests."""
+    sim = tiny_server[0]
+    pid = min(sim.world.products)
+    with sim.lock:
+        expected = {
+            b.id
+            for t in sim.world.tests.values()
+            if t.product_id == pid
+            for b in (sim.world.bugs[i] for i in sim.world.bugs_by_test[t.id])
+        }
+    async with connected(synced) as client:
+        listed = await call(client, "list_bugs", {"product_ids": [pid], "limit": 100})
+        rest = await call(client, "list_bugs", {"product_ids": [pid], "limit": 100, "offset": 100})
+    assert listed["total"] == len(expected)
+    assert {b["id"] for b in listed["bugs"] + rest["bugs"]} == expected
+    assert "hint_bugs" not in listed
+
+
+@pytest.mark.anyio
+async def test_a_refused_refresh_leaves_the_stored_rows_and_a_warning(
+    moved: tuple[Settings, Simulator],
+) -> None:
+    """The API refuses the token: the stale page is shown as stored, never an error."""
+    settings, sim = moved
+    pid = min(sim.world.products)
+    open_database(settings.db_path)
+    stored, total = queries.list_tests(product_ids=[pid], limit=5)
+    sim.update_faults(token_revoked=True)
+    async with connected(settings) as client:
+        page = await call(client, "list_tests", {"product_ids": [pid], "limit": 5})
+    assert [(t["id"], t["status"]) for t in page["tests"]] == [(t.id, t.status) for t in stored]
+    assert page["total"] == total
+    assert len(page["warnings"]) == 1
+    assert page["warnings"][0].startswith("Answered from the mirror as stored: ")
+    assert "(HTTP 401)" in page["warnings"][0]
+    assert settings.api_token.reveal() not in page["warnings"][0]
+
+
+@pytest.mark.anyio
+async def test_without_a_token_reads_answer_from_the_mirror_and_say_so(
+    synced: Settings,
+) -> None:
+    no_token = dataclasses.replace(synced, api_token=None)
+    async with connected(no_token) as client:
+        products = await call(client, "list_products")
+        bugs = await call(client, "list_bugs", {"product_ids": [products["products"][0]["id"]]})
+    assert products["products"] and "warnings" not in products  # fresh: nothing to fetch
+    assert bugs["warnings"] == ["No API token: answered from the mirror as stored."]
+    assert bugs["total"] == 0 and "were never fetched" in bugs["hint_bugs"]
 
 
 @pytest.mark.anyio
@@ -423,7 +585,8 @@ async def test_reads_answer_while_a_sync_holds_the_lock_and_a_write_is_open(
         writer.execute("ROLLBACK")
         writer.close()
         await lock.release()
-    assert status["lock_holder"]
+    holder = status["lock_holder"]
+    assert (holder["run_id"], holder["pid"]) == ("other-run", os.getpid())
 
 
 def test_a_second_server_uses_the_running_worker_instead_of_starting_one(

@@ -96,8 +96,13 @@ async def test_stdio_server_starts_one_shared_worker_syncs_and_stops_it_on_exit(
         async with stdio_server(env) as second:
             shared = await call(second, "get_sync_status")
             assert shared["worker_pid"] == status["worker_pid"]
-        await anyio.sleep(0.2)
-        assert worker_alive(home / "worker.lock"), "the second server stopped a worker not its own"
+        # The client has waited for the second server to exit. Had it stopped the
+        # worker, the next sync would find none and the first server would start another.
+        again = await call(first, "sync_data", {"force": True})
+        after = await call(first, "get_sync_status")
+        assert again["status"] == "succeeded" and again["attached"] is False
+        assert after["worker_pid"] == status["worker_pid"], "a worker not its own was stopped"
+        assert worker_alive(home / "worker.lock")
 
     await wait_until(lambda: not worker_alive(home / "worker.lock"))
 
@@ -121,6 +126,7 @@ async def test_stdio_server_without_worker_syncs_in_process_and_reports(
         report = await call(client, "get_product_quality_report", {"product_ids": products})
         page = await call(client, "list_tests", {"product_ids": products[:1], "limit": 3})
         bad = await client.call_tool("get_product_quality_report", {"product_ids": [1]})
+        unknown = await client.call_tool("get_test_summary", {"test_id": 1})
 
     assert before["worker_alive"] is False and before["last_sync_completed"] is None
     assert not worker_alive(home / "worker.lock")
@@ -128,8 +134,15 @@ async def test_stdio_server_without_worker_syncs_in_process_and_reports(
     assert report["total_tests"] == len(tests) and report["total_bugs"] == bugs
     assert [p["product_id"] for p in report["products"]] == products
     assert page["count"] == 3 and page["next_offset"] == 3
-    assert bad.is_error and "not in the local cache" in bad.content[0].text
-    assert "\n" not in bad.content[0].text
+    assert bad.content[0].text == (
+        "Error executing tool get_product_quality_report: Product(s) 1 not in the local "
+        "mirror; list_products shows the mirrored products, sync_data fetches them."
+    )
+    assert bad.is_error and "\n" not in bad.content[0].text
+    assert unknown.is_error and unknown.content[0].text == (
+        "Error executing tool get_test_summary: Test 1 is in neither the mirror nor the API; "
+        "list_tests shows the mirrored tests, sync_data fetches new ones."
+    )
 
 
 def free_port() -> int:

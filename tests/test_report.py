@@ -242,18 +242,20 @@ def test_test_ids_replace_the_filters(store: Settings, tiny_server: tuple[Simula
     [
         ({"product_ids": []}, "at least one product"),
         ({"product_ids": [0]}, "positive"),
-        ({"product_ids": [1], "start_date": "soon"}, "start_date"),
+        ({"product_ids": [1], "start_date": "soon"}, "'soon' is not a date"),
         ({"product_ids": [1], "start_date": "2026-02-01", "end_date": "2026-01-01"}, "after"),
         ({"product_ids": [1], "statuses": ["done"]}, "unknown done"),
-        ({"product_ids": [1], "test_ids": [5], "statuses": ["archived"]}, "replaces the filters"),
+        ({"product_ids": [1], "test_ids": [5], "statuses": ["archived"]}, "replace the filters"),
     ],
 )
 def test_bad_filters_are_refused_with_a_one_line_reason(
     arguments: dict[str, Any], fragment: str
 ) -> None:
+    """One line naming the value; the parameter at fault rides along for each edge to name."""
     with pytest.raises(UsageError, match=fragment) as caught:
         ReportFilters.parse(**arguments)
     assert "\n" not in str(caught.value)
+    assert caught.value.param in arguments
 
 
 def test_unknown_products_and_foreign_test_ids_name_the_fix(
@@ -264,10 +266,12 @@ def test_unknown_products_and_foreign_test_ids_name_the_fix(
     with sim.lock:
         foreign = next(t.id for t in sim.world.tests.values() if t.product_id == second)
 
-    with pytest.raises(UsageError, match="not in the local cache; see them with list_products"):
+    with pytest.raises(UsageError, match=r"^Product\(s\) 999999 not in the local mirror$") as no:
         build_quality_report(ReportFilters.parse([999_999]))
-    with pytest.raises(UsageError, match=f"{foreign} are not stored under product"):
+    assert no.value.hint == "products"
+    with pytest.raises(UsageError, match=f"{foreign} are not stored under product") as out:
         build_quality_report(ReportFilters.parse([first], test_ids=[foreign]))
+    assert (out.value.param, out.value.hint) == ("test_ids", "tests")
 
 
 @pytest.mark.parametrize(

@@ -195,11 +195,11 @@ def test_no_mirror_and_an_unwritable_output_are_one_line_errors(
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--testing-type", "nope"], "testing_type: unknown 'nope'; use "),
+        (["--testing-type", "nope"], "--testing-type: unknown 'nope'; use "),
         (["--format", "pdf"], "--format: unknown 'pdf'; use text, html, csv, json, md"),
         (["--format", "html"], "--format html writes a file: add --output FILE"),
         (["--since", "30d", "--start-date", "2026-01-01"], "--since and --start-date"),
-        (["--status", "nope"], "statuses: unknown nope; use initialized"),
+        (["--status", "nope"], "--status: unknown nope; use initialized"),
     ],
 )
 def test_unknown_values_are_one_line_errors_listing_the_valid_ones(
@@ -217,7 +217,7 @@ def test_the_testing_type_error_lists_the_stored_types(
     sim = tiny_server[0]
     stored = sorted({t.testing_type for t in sim.world.tests.values() if t.testing_type})
     result = invoke(store, "report", "--testing-type", "nope")
-    assert result.stderr.strip().endswith(f"use {', '.join(stored)}")
+    assert result.stderr.strip().endswith(f"use {', '.join(stored)}.")
     good = invoke(store, "report", "--testing-type", stored[0], "--json")
     assert good.exit_code == 0 and json.loads(good.stdout)["filters"]["testing_type"] == stored[0]
 

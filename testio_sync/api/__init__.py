@@ -4,7 +4,7 @@ Everything that talks HTTP lives here; nothing here touches the store.
 """
 
 from testio_sync.api.batches import BugBatchResult, fetch_bugs_batched
-from testio_sync.api.client import ApiClient, strip_test_environment
+from testio_sync.api.client import ApiClient
 from testio_sync.api.pages import (
     BrokenSlot,
     PageLoopError,
@@ -27,5 +27,4 @@ __all__ = [
     "fetch_bugs_batched",
     "iter_test_pages",
     "retry_after_seconds",
-    "strip_test_environment",
 ]

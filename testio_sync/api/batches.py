@@ -38,10 +38,6 @@ class BugBatchResult:
     bugs_by_test: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
 
-    @property
-    def bug_count(self) -> int:
-        return sum(len(bugs) for bugs in self.bugs_by_test.values())
-
 
 async def fetch_bugs_batched(
     client: ApiClient, test_ids: Sequence[int], *, batch_size: int = 15

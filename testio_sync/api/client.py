@@ -32,28 +32,15 @@ from testio_sync.errors import (
     BadResponseError,
     RetryableApiError,
 )
-from testio_sync.settings import Secret, Settings
+from testio_sync.settings import Secret, Settings, scrub_environments
 
-__all__ = ["ApiClient", "strip_test_environment"]
+__all__ = ["ApiClient"]
 
 logger = logging.getLogger(__name__)
-
-# What a test keeps of its environment: the rest holds logins and passwords.
-_ENVIRONMENT_KEYS = ("id", "title")
 
 
 class _BadBody(ValueError):
     """The body was not JSON, not an object, or lacked its envelope key."""
-
-
-def strip_test_environment(test: dict[str, Any]) -> dict[str, Any]:
-    """Keep only ``id`` and ``title`` of a test's environment, in place; returns the test."""
-    env = test.get("test_environment")
-    if isinstance(env, dict):
-        test["test_environment"] = {k: env.get(k) for k in _ENVIRONMENT_KEYS}
-    elif env is not None:
-        test["test_environment"] = None
-    return test
 
 
 class ApiClient:
@@ -181,12 +168,12 @@ class ApiClient:
             "exploratory_tests",
             params={"page": page, "per_page": per_page},
         )
-        return [strip_test_environment(t) for t in tests]
+        return scrub_environments(tests)
 
     async def fetch_test(self, test_id: int) -> dict[str, Any]:
         """One test in full detail, credentials stripped."""
         test = await self._get_object(f"exploratory_tests/{test_id}", "exploratory_test")
-        return strip_test_environment(test)
+        return scrub_environments(test)
 
     async def fetch_bugs(self, test_ids: Sequence[int]) -> list[dict[str, Any]]:
         """Every bug of the given tests in one call (split large batches: 524)."""

@@ -9,9 +9,11 @@ this module registers each with ``app.command()(function)``.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import metadata
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from testio_sync.cli.demo import demo
 from testio_sync.cli.report import report
@@ -39,17 +41,81 @@ Example:
     $ testio-sync sync --since 30d && testio-sync status
 """
 
+
+class _UntypedArgument(TyperArgument):
+    """An argument shown by its name alone: typer would add ``<str>`` or ``<path>``."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def plain_help(params: list[Any]) -> list[Any]:
+    """Parameters as ``--help`` should show them: names and metavars, no ``<bool>``.
+
+    typer prints each parameter's Python type; a flag then reads ``--json <bool>``
+    and an optional argument whose metavar has brackets ``[[BACKUP]]``. Flags get
+    no metavar, valued options their flag in capitals (``--status STATUS``; choices
+    keep ``a|b``), and arguments their bare name.
+    """
+    for param in params:
+        if isinstance(param, TyperArgument):
+            if param.metavar:
+                param.metavar = param.metavar.strip("[]")
+            if type(param) is TyperArgument:
+                param.__class__ = _UntypedArgument
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            if param.is_flag or param.count:
+                param.metavar = ""
+            elif param.type_descriptor.is_choice:
+                param.metavar = "|".join(map(str, param.type_descriptor.choices or ()))
+            else:
+                flag = next((o for o in param.opts if o.startswith("--")), param.name or "value")
+                param.metavar = flag.lstrip("-").replace("-", "_").upper()
+    return params
+
+
+class PlainGroup(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return plain_help(super().get_params(ctx))
+
+
+class PlainCommand(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return plain_help(super().get_params(ctx))
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"testio-sync {metadata.version('testio-sync')}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="testio-sync",
     help=APP_HELP,
+    cls=PlainGroup,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (sync, report, demo, status, restore, worker):
-    app.command()(command)
-app.command(context_settings=SIMULATE_SETTINGS)(simulate)
-app.command()(serve)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before the command (``--version``, shell completion)."""
+
+
+# In the order a user needs them: sync, look, report, recover; tools last.
+for command in (sync, status, report, restore, worker, serve):
+    app.command(cls=PlainCommand)(command)
+app.command(cls=PlainCommand)(demo)
+app.command(cls=PlainCommand, context_settings=SIMULATE_SETTINGS)(simulate)
 
 
 def main() -> Any:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -26,8 +26,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from testio_sync.dates import to_iso
+from testio_sync.dates import human_time, to_iso
 from testio_sync.sync.types import SyncProgress, SyncResult, SyncStatus
+
+if TYPE_CHECKING:
+    from testio_sync.service import RunView
 
 PLAIN_PROGRESS_INTERVAL_S = 3.0
 ENTITY_ORDER = ("products", "tests", "bugs", "features", "users")
@@ -96,11 +99,7 @@ def format_age(seconds: float | None) -> str:
 
 def format_time(value: datetime | str | None) -> str:
     """A UTC timestamp as ``2026-01-31 13:05 UTC`` (``never`` for None)."""
-    if value is None:
-        return "never"
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return human_time(value)
 
 
 def age_of(value: datetime | None, now: datetime) -> str:
@@ -355,7 +354,7 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
     if holder:
         lines.append(
             f"Sync lock: held by PID {holder.get('pid', '?')} for run {holder.get('run_id', '?')}"
-            f" since {holder.get('started_at', '?')}"
+            f" since {format_time(holder.get('started_at')) if holder.get('started_at') else '?'}"
         )
     else:
         lines.append("Sync lock: free")
@@ -399,6 +398,19 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
                 line += f"  {run['error']}"
             lines.append(line)
     return lines
+
+
+def run_lines(view: RunView) -> list[str]:
+    """``testio-sync status RUN_ID``: an unfinished run's progress, a finished one's summary."""
+    if view.result is not None:
+        return summary_lines(view.result)
+    phases = ", ".join(p.value for p in view.request.phases)
+    run = {"status": view.status.value, "progress": view.progress.to_dict()}
+    return [
+        f"Run {view.run_id}: {view.status.value} (phases: {phases}; "
+        f"started by {view.request.trigger.value})",
+        f"  {_run_progress(run)}",
+    ]
 
 
 # -- nuke and restore -------------------------------------------------------------

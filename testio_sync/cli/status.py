@@ -17,27 +17,53 @@ from testio_sync.cli.support import (
     settings_or_exit,
 )
 from testio_sync.dates import utc_now
+from testio_sync.settings import Settings
 from testio_sync.store import queries
 
 
 def status(
+    run_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[RUN_ID]",
+            help="Show only this run: its progress, or its result once finished.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the status as JSON on stdout.")
     ] = False,
 ) -> None:
     """Show the mirror's state: data, freshness, worker, lock, runs. No API calls.
 
+    With RUN_ID (printed by `sync --no-wait`), show that one run instead.
+
     Example:
         $ testio-sync status --json | jq .counts
+        $ testio-sync status 3f2a9c01b7e4 --json
     """
     settings = settings_or_exit(create_home=False)
     require_mirror(settings)
+    if run_id is not None:
+        show_run(settings, run_id.strip(), json_output=json_output)
+        return
     with reported_errors():
         data = open_service(settings).status()
     if json_output:
         typer.echo(render.to_json(data))
         return
     for line in render.status_lines(data, now=utc_now()):
+        typer.echo(line)
+
+
+def show_run(settings: Settings, run_id: str, *, json_output: bool) -> None:
+    """``status RUN_ID``: one run's progress or result (an unknown id exits 2)."""
+    with reported_errors():
+        view = open_service(settings).handle(run_id).poll(check_owner=True)
+    if json_output:
+        typer.echo(render.to_json(view.to_dict()))
+        return
+    for line in render.run_lines(view):
         typer.echo(line)
 
 

@@ -74,13 +74,28 @@ def settings_or_exit(*, create_home: bool = True) -> Settings:
         fail(str(exc), EXIT_USAGE)
 
 
+# What helps with a UsageError, in this interface's words (MCP has its own).
+USAGE_HINTS = {
+    "products": "see the stored products with `testio-sync status`, "
+    "fetch them with `testio-sync sync`",
+    "tests": "sync those products first (`testio-sync sync --product-ids ...`)",
+    "test": "sync its product first (`testio-sync sync`)",
+}
+FLAG_OF = {"statuses": "--status"}  # parameters whose flag is not --name-with-dashes
+
+
+def flag_of(param: str) -> str:
+    """``start_date`` -> ``--start-date``: a library parameter as this CLI's flag."""
+    return FLAG_OF.get(param, "--" + param.replace("_", "-"))
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn the package's errors into ``Error: ...`` and an exit code, at the edge."""
     try:
         yield
     except UsageError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(exc.worded(flag_of, USAGE_HINTS) + ".", EXIT_USAGE)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except SyncLockedError as exc:

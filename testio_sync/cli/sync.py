@@ -154,7 +154,7 @@ def enqueue_only(
         typer.echo(f"Attached to sync run {handle.run_id} already in progress.")
     else:
         typer.echo(f"Queued sync run {handle.run_id} for the worker.")
-    typer.echo("Follow it with `testio-sync status`.")
+    typer.echo(f"Follow it with `testio-sync status {handle.run_id}`.")
 
 
 def stop_in_process(handle: SyncHandle) -> SyncResult:
@@ -163,7 +163,10 @@ def stop_in_process(handle: SyncHandle) -> SyncResult:
     handle.stop()
     view = handle.poll()
     if view.result is None:
-        fail(f"run {handle.run_id} did not stop in time; `testio-sync status` shows it.")
+        fail(
+            f"run {handle.run_id} did not stop in time; "
+            f"`testio-sync status {handle.run_id}` shows it."
+        )
     return view.result
 
 
@@ -172,7 +175,7 @@ def wait_for(handle: SyncHandle, out: Output, *, timeout: float | None) -> tuple
     from testio_sync.service import SyncWaitTimeout  # see open_service: imports the queue
 
     reporter = render.make_progress(sys.stderr, quiet=out.quiet)
-    follow = "Follow it with `testio-sync status`."
+    follow = f"Follow it with `testio-sync status {handle.run_id}`."
     try:
         try:
             result = handle.wait(timeout, on_progress=reporter)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from testio_sync.dates import parse_since
+from testio_sync.dates import parse_since, to_stored
 from testio_sync.errors import UsageError
 
 TEST_STATUSES = (
@@ -42,7 +42,7 @@ def parse_day(text: str, name: str) -> date:
     try:
         return parse_since(raw).date()
     except UsageError as exc:
-        raise UsageError(str(exc).replace("since:", f"{name}:", 1)) from None
+        raise UsageError(str(exc), param=name) from None
 
 
 @dataclass(frozen=True)
@@ -74,29 +74,30 @@ class ReportFilters:
         """
         ids = tuple(sorted(set(product_ids)))
         if not ids:
-            raise UsageError("product_ids: give at least one product id")
+            raise UsageError("give at least one product id", param="product_ids")
         if any(i <= 0 for i in ids):
-            raise UsageError("product_ids must be positive whole numbers")
+            raise UsageError("product ids must be positive whole numbers", param="product_ids")
         if test_ids is not None:
             if start_date or end_date or statuses is not None or testing_type:
                 raise UsageError(
-                    "test_ids replaces the filters: drop start_date, end_date, statuses "
-                    "and testing_type"
+                    "test ids replace the filters: drop the date, status and testing type filters",
+                    param="test_ids",
                 )
             tests = tuple(sorted(set(test_ids)))
             if not tests or any(i <= 0 for i in tests):
-                raise UsageError("test_ids must be positive whole numbers")
+                raise UsageError("test ids must be positive whole numbers", param="test_ids")
             return cls(product_ids=ids, statuses=None, test_ids=tests)
         start = parse_day(start_date, "start_date") if start_date else None
         end = parse_day(end_date, "end_date") if end_date else None
         if start and end and start > end:
-            raise UsageError(f"start_date {start} is after end_date {end}")
+            raise UsageError(f"{start} is after the end date {end}", param="start_date")
         if statuses is not None:
             unknown = sorted(set(statuses) - set(TEST_STATUSES))
             if unknown or not statuses:
                 raise UsageError(
-                    f"statuses: unknown {', '.join(unknown) or '(empty list)'}; "
-                    f"use {', '.join(TEST_STATUSES)}"
+                    f"unknown {', '.join(unknown) or '(empty list)'}; "
+                    f"use {', '.join(TEST_STATUSES)}",
+                    param="statuses",
                 )
         return cls(
             product_ids=ids,
@@ -144,4 +145,4 @@ class ReportFilters:
 
 def _day_text(day: date) -> str:
     """Midnight UTC of ``day`` as the store writes times (they compare as text)."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_stored(datetime(day.year, day.month, day.day, tzinfo=UTC))

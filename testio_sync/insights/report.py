@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from testio_sync.api.client import ApiClient
-from testio_sync.dates import to_iso, utc_now
+from testio_sync.dates import parse_iso, to_iso, utc_now
 from testio_sync.errors import ApiError, UsageError
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.repositories import Repositories
@@ -124,7 +124,7 @@ def compute_rates(buckets: dict[str, int]) -> dict[str, float | None]:
 
 
 def _parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return parse_iso(text)
 
 
 # -- the report ------------------------------------------------------------------------
@@ -207,9 +207,8 @@ def require_products(product_ids: Sequence[int]) -> None:
     missing = sorted(set(product_ids) - set(queries.product_ids()))
     if missing:
         raise UsageError(
-            f"Product(s) {', '.join(map(str, missing))} not in the local cache; "
-            "see them with list_products (or `testio-sync status`), fetch them with "
-            "sync_data (or `testio-sync sync`)."
+            f"Product(s) {', '.join(map(str, missing))} not in the local mirror",
+            hint="products",
         )
 
 
@@ -228,8 +227,9 @@ def require_testing_type(filters: ReportFilters) -> None:
     known = [t for (t,) in rows]
     if filters.testing_type not in known:
         raise UsageError(
-            f"testing_type: unknown {filters.testing_type!r}; "
-            f"use {', '.join(known) or '(no tests stored for these products)'}"
+            f"unknown {filters.testing_type!r}; "
+            f"use {', '.join(known) or '(no tests stored for these products)'}",
+            param="testing_type",
         )
 
 
@@ -258,7 +258,9 @@ def build_quality_report(
         if outside:
             raise UsageError(
                 f"Test(s) {', '.join(map(str, outside[:10]))} are not stored under product(s) "
-                f"{', '.join(map(str, filters.product_ids))}; check list_tests."
+                f"{', '.join(map(str, filters.product_ids))}",
+                param="test_ids",
+                hint="tests",
             )
     total = _Section()
     sections = {pid: _Section() for pid in filters.product_ids}
@@ -357,7 +359,7 @@ async def refresh_stale_bugs(
     if not due:
         return []
     if not settings.api_token:
-        return [f"No API token: bugs of {len(due)} test(s) are served from the local cache."]
+        return [f"No API token: bugs of {len(due)} test(s) are served from the local mirror."]
     try:
         async with ApiClient.from_settings(settings) as client:
             repos = Repositories(client, settings, locks=locks, now=now)

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from testio_sync.dates import human_time
 from testio_sync.insights import charts
 from testio_sync.insights import report_text as words
 from testio_sync.insights.report import DEFAULT_THRESHOLDS, HealthThresholds
@@ -139,8 +140,12 @@ def _meta(report: Mapping[str, Any]) -> list[str]:
         rows.append(("Test statuses", ", ".join(filters["statuses"])))
     if filters.get("testing_type"):
         rows.append(("Testing type", filters["testing_type"]))
-    rows.append(("Data as of", report.get("data_as_of") or "never synced"))
+    rows.append(("Data as of", _as_of(report)))
     return [f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows]
+
+
+def _as_of(report: Mapping[str, Any]) -> str:
+    return human_time(report["data_as_of"]) if report.get("data_as_of") else "never synced"
 
 
 def _card(label: str, value: str, note: str = "", health: str = "") -> str:
@@ -269,6 +274,6 @@ def _footer(report: Mapping[str, Any], when: str) -> str:
     )
     return (
         f"<footer>{warnings}<p>{escape(words.HEALTH_MEANING)}</p>"
-        f"<p>Data as of {escape(report.get('data_as_of') or 'never synced')}; "
+        f"<p>Data as of {escape(_as_of(report))}; "
         f"{escape(words.REFRESH_HINT)}. Written by testio-sync on {when}.</p></footer>"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from testio_sync.dates import human_time
 from testio_sync.insights.report import BUG_BUCKETS, DEFAULT_THRESHOLDS, HealthThresholds
 
 RATE_LABELS = {
@@ -122,7 +123,7 @@ def report_lines(
         title = f"Product {product['product_id']}: {product['name']}"
         lines += _section(product, title, thresholds)
     lines += ["", HEALTH_MEANING]
-    as_of = report.get("data_as_of") or "never synced"
+    as_of = human_time(report["data_as_of"]) if report.get("data_as_of") else "never synced"
     lines.append(f"Data as of {as_of} ({REFRESH_HINT})")
     for warning in report.get("warnings") or []:
         lines.append(f"Warning: {warning}")

@@ -10,6 +10,7 @@ working server, and stops that worker again on exit.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import signal
@@ -43,6 +44,7 @@ from testio_sync.insights import report
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
+from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings, touch_private
 from testio_sync.sync.lock import EntityLocks
@@ -54,8 +56,8 @@ logger = logging.getLogger("testio_sync.mcp")
 
 SERVER_NAME = "testio-sync"
 INSTRUCTIONS = (
-    "TestIO data from a local cache. Read tools answer from the cache (see data_as_of); "
-    "call sync_data to refresh it."
+    "TestIO data from a local mirror. Read tools answer from the mirror, refetching "
+    "stale rows first (see data_as_of); sync_data refreshes it all."
 )
 
 READ_ONLY = ToolAnnotations(read_only_hint=True)
@@ -65,6 +67,7 @@ TestStatus = Literal[
     "initialized", "waiting", "running", "locked", "customer_finalized", "archived", "cancelled"
 ]
 BugStatus = Literal["active_accepted", "auto_accepted", "rejected", "open"]
+BugSeverity = Literal["low", "high", "critical", "visual", "content", "custom"]
 Ids = list[int]
 Limit = Annotated[int, Field(ge=1, le=100)]
 Offset = Annotated[int, Field(ge=0)]
@@ -98,14 +101,24 @@ def one_line(text: str, secret: str | None = None) -> str:
     return " ".join(text.split())
 
 
+# What helps with a UsageError, in tool terms (the CLI has its own).
+USAGE_HINTS = {
+    "products": "list_products shows the mirrored products, sync_data fetches them",
+    "tests": "list_tests shows the tests of a product",
+    "test": "list_tests shows the mirrored tests, sync_data fetches new ones",
+}
+
+
 @contextmanager
 def tool_errors(settings: Settings) -> Iterator[None]:
     """Turn the package's errors into a ToolError with a one-line reason and a next step."""
     try:
         yield
     except TestioSyncError as exc:
-        reason = str(exc).rstrip(".")
-        step = next_step(exc) if not isinstance(exc, UsageError) else ""
+        if isinstance(exc, UsageError):
+            reason, step = exc.worded(str, USAGE_HINTS), ""
+        else:
+            reason, step = str(exc).rstrip("."), next_step(exc)
         secret = settings.api_token.reveal() if settings.api_token else None
         raise ToolError(one_line(f"{reason}. {step}".strip(), secret)) from None
 
@@ -226,6 +239,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
     """The MCP server with its seven tools; ``worker`` (if given) is kept alive for syncs."""
     service = SyncService(settings)
     locks = EntityLocks()
+    reads = ReadThrough(settings, locks=locks)
 
     async def sync_data(
         ctx: Context,
@@ -234,7 +248,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         force: bool = False,
         with_bugs: bool = False,
     ) -> CallToolResult:
-        """Refresh the cache from TestIO (products, features, new tests; with_bugs: their stale
+        """Refresh the mirror from TestIO (products, features, new tests; with_bugs: their stale
         bugs too); returns the completed phases and counts."""
         with tool_errors(settings):
             phases, scope, options = mcp_tools.sync_request_parts(
@@ -260,7 +274,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             return answer(mcp_tools.run_answer(view, attached=handle.attached))
 
     def get_sync_status(run_id: str | None = None) -> CallToolResult:
-        """Show cache freshness and running syncs; with run_id, that run's progress or result."""
+        """Show mirror freshness and running syncs; with run_id, that run's progress or result."""
         with tool_errors(settings):
             if run_id:
                 return answer(mcp_tools.run_answer(service.handle(run_id.strip()).poll()))
@@ -274,9 +288,9 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         testing_type: str | None = None,
         test_ids: Ids | None = None,
     ) -> CallToolResult:
-        """Test/bug counts, acceptance rates and health from cached data (sync_data refreshes it).
+        """Test/bug counts, acceptance rates and health from the mirror; stale bugs are refetched.
 
-        First it refetches the stale bugs of tests that can still change (read-through);
+        It first refetches the stale bugs of tests that can still change (read-through);
         dates filter on test end (UTC days), default statuses are the executed ones,
         test_ids replaces the filters.
         """
@@ -291,41 +305,57 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             )
             return answer(await report.quality_report(filters, settings, locks=locks))
 
-    def list_products() -> CallToolResult:
-        """List cached products with test counts and when their tests were synced."""
+    async def list_products() -> CallToolResult:
+        """List mirrored products (stale ones refetched) with test counts and sync times."""
         with tool_errors(settings):
-            return answer(mcp_tools.list_products_answer())
+            warnings = await reads.products()
+            data = await anyio.to_thread.run_sync(mcp_tools.list_products_answer)
+            return answer(with_warnings(data, warnings))
 
-    def list_tests(
+    async def list_tests(
         product_ids: Ids,
         statuses: list[TestStatus] | None = None,
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> CallToolResult:
-        """List cached tests of products, newest end first; paginated with limit/offset."""
+        """List tests of products, newest end first, stale ones refetched; paginated."""
         with tool_errors(settings):
-            return answer(mcp_tools.list_tests_answer(product_ids, statuses, limit, offset))
+            page = functools.partial(
+                mcp_tools.list_tests_answer, product_ids, statuses, limit, offset
+            )
+            first = await anyio.to_thread.run_sync(page)  # validates, and names the page
+            warnings = await reads.tests([t["id"] for t in first["tests"]])
+            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
-    def get_test_summary(test_id: int) -> CallToolResult:
-        """One cached test with its bug counts by status and severity."""
+    async def get_test_summary(test_id: int) -> CallToolResult:
+        """One test with its bug counts by status and severity, refetched when stale."""
         with tool_errors(settings):
-            return answer(mcp_tools.test_summary_answer(test_id))
+            warnings = await reads.test_with_bugs(test_id)
+            data = await anyio.to_thread.run_sync(mcp_tools.test_summary_answer, test_id)
+            return answer(with_warnings(data, warnings))
 
-    def list_bugs(
+    async def list_bugs(
         test_ids: Ids | None = None,
         product_ids: Ids | None = None,
         statuses: list[BugStatus] | None = None,
-        severities: list[str] | None = None,
+        severities: list[BugSeverity] | None = None,
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> CallToolResult:
-        """List cached bugs of tests or products, newest first; paginated with limit/offset."""
+        """List bugs of tests or products, newest first, stale ones refetched; paginated."""
         with tool_errors(settings):
-            return answer(
-                mcp_tools.list_bugs_answer(
-                    test_ids, product_ids, statuses, severities, limit, offset
-                )
+            page = functools.partial(
+                mcp_tools.list_bugs_answer,
+                test_ids,
+                product_ids,
+                statuses,
+                severities,
+                limit,
+                offset,
             )
+            await anyio.to_thread.run_sync(page)  # validates before any API call
+            warnings = await reads.bugs(test_ids, product_ids)
+            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
     tools = [
         slim_tool(sync_data, SYNC),

@@ -2,8 +2,9 @@
 
 ``mcp_server`` only registers these behind tool signatures; everything here
 returns JSON-ready dicts and is tested without MCP. Read answers come from the
-local store alone (SQLite WAL readers never wait on a running sync and never
-take the sync's file lock) and every one carries ``data_as_of``.
+local mirror (SQLite WAL readers never wait on a running sync and never take the
+sync's file lock), after ``read_through`` refreshed what they show. Every answer
+carries ``data_as_of``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from peewee import Case, fn
 
-from testio_sync.dates import parse_since, to_iso
+from testio_sync.dates import parse_iso, parse_since, to_iso
 from testio_sync.errors import UsageError
 from testio_sync.insights.filters import TEST_STATUSES
 from testio_sync.insights.report import require_products
@@ -34,6 +35,7 @@ from testio_sync.sync.types import (
 )
 
 MAX_LISTED = 10  # warnings or errors shown in one answer; the rest are counted
+BUG_SEVERITIES = ("low", "high", "critical", "visual", "content", "custom")
 
 
 # -- sync ------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def list_products_answer() -> dict[str, Any]:
             for r in rows
         ],
         "data_as_of": to_iso(queries.oldest_sync_time()),
-        **({} if rows else {"hint": "The cache is empty: call sync_data first."}),
+        **({} if rows else {"hint": "The mirror is empty: call sync_data first."}),
     }
 
 
@@ -237,13 +239,15 @@ def _test_row(test: ExploratoryTest) -> dict[str, Any]:
     }
 
 
-def _check_statuses(statuses: Sequence[str] | None, allowed: Sequence[str], name: str) -> None:
-    if statuses is None:
+def _check_values(values: Sequence[str] | None, allowed: Sequence[str], name: str) -> None:
+    """Refuse unknown values of an enumerated argument, naming the valid ones."""
+    if values is None:
         return
-    unknown = sorted(set(statuses) - set(allowed))
-    if unknown or not statuses:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown or not values:
         raise UsageError(
-            f"{name}: unknown {', '.join(unknown) or '(empty list)'}; use {', '.join(allowed)}"
+            f"unknown {', '.join(unknown) or '(empty list)'}; use {', '.join(allowed)}",
+            param=name,
         )
 
 
@@ -259,8 +263,8 @@ def list_tests_answer(
         UsageError: no or unknown products, or an unknown status.
     """
     if not product_ids:
-        raise UsageError("product_ids: give at least one product id")
-    _check_statuses(statuses, TEST_STATUSES, "statuses")
+        raise UsageError("give at least one product id", param="product_ids")
+    _check_values(statuses, TEST_STATUSES, "statuses")
     require_products(product_ids)
     tests, total = queries.list_tests(
         product_ids=list(product_ids),
@@ -300,9 +304,7 @@ def bugs_as_of(
 
 
 def _as_time(value: datetime | str | None) -> datetime | None:
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value
+    return parse_iso(value)
 
 
 def _min_time(*times: datetime | None) -> datetime | None:
@@ -314,8 +316,8 @@ def _never_fetched_hint(count: int) -> dict[str, str]:
     if not count:
         return {}
     return {
-        "hint_bugs": f"Bugs of {count} test(s) were never fetched; "
-        "get_product_quality_report fetches them."
+        "hint_bugs": f"Bugs of {count} test(s) were never fetched and could not be now "
+        "(see warnings); call again later."
     }
 
 
@@ -327,9 +329,7 @@ def test_summary_answer(test_id: int) -> dict[str, Any]:
     """
     test = queries.get_test(test_id)
     if test is None:
-        raise UsageError(
-            f"Test {test_id} is not in the local cache; call list_tests, or sync_data."
-        )
+        raise UsageError(f"Test {test_id} is in neither the mirror nor the API", hint="test")
     counts = queries.bug_counts_by_test([test_id])[test_id]
     bugs_fetched = test.bugs_synced_at is not None
     as_of = _min_time(test.synced_at, None if test.bugs_final else test.bugs_synced_at)
@@ -390,11 +390,13 @@ def list_bugs_answer(
     """One page of stored bugs of tests or products, newest report first.
 
     Raises:
-        UsageError: neither tests nor products given, unknown products or statuses.
+        UsageError: neither tests nor products given, unknown products, statuses or
+            severities.
     """
     if not test_ids and not product_ids:
         raise UsageError("Give test_ids or product_ids (list_products and list_tests show them).")
-    _check_statuses(statuses, STATUS_BUCKETS, "statuses")
+    _check_values(statuses, STATUS_BUCKETS, "statuses")
+    _check_values(severities, BUG_SEVERITIES, "severities")
     if product_ids:
         require_products(product_ids)
     bugs, total = _bug_page(

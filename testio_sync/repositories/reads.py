@@ -25,13 +25,12 @@ from testio_sync.dates import utc_now
 from testio_sync.errors import AccessError, ApiError, AuthError
 from testio_sync.repositories.entity_locks import EntityLocks
 from testio_sync.settings import Settings
-from testio_sync.store import save
+from testio_sync.store import queries, save
 from testio_sync.store.models import Bug, ExploratoryTest, Feature, Product, database
+from testio_sync.store.normalize import FINAL_STATUSES, product_sections
 from testio_sync.store.writer import direct_call
 
 logger = logging.getLogger(__name__)
-
-IMMUTABLE_STATUSES = frozenset({"archived", "cancelled"})
 
 
 @dataclass
@@ -43,15 +42,6 @@ class RefreshReport:
     failed: dict[int, str] = field(default_factory=dict)
 
 
-def is_product_sectioned(raw: dict[str, Any]) -> bool:
-    return bool(raw.get("sections")) or len(raw.get("sections_with_default") or []) > 1
-
-
-def section_ids_of(raw: dict[str, Any]) -> list[int]:
-    sections = raw.get("sections") or raw.get("sections_with_default") or []
-    return [int(s["id"]) for s in sections if isinstance(s, dict) and "id" in s]
-
-
 async def fetch_product_features(client: ApiClient, product: dict[str, Any]) -> list[dict]:
     """All features of a product, deduplicated by id, each with its ``section_ids``.
 
@@ -59,7 +49,7 @@ async def fetch_product_features(client: ApiClient, product: dict[str, Any]) -> 
     section at a time; a feature listed in several sections is kept once.
     """
     pid = int(product["id"])
-    if not is_product_sectioned(product):
+    if not product_sections(product)[0]:
         try:
             features = await client.fetch_features(pid)
             return [{**f, "section_ids": []} for f in features]
@@ -68,7 +58,7 @@ async def fetch_product_features(client: ApiClient, product: dict[str, Any]) -> 
                 raise
             product = await client.fetch_product(pid)  # sections appeared since last seen
     merged: dict[int, dict[str, Any]] = {}
-    sections = section_ids_of(product)
+    sections = [int(s) for s in product_sections(product)[1]]
     answers = await asyncio.gather(*(client.fetch_section_features(pid, s) for s in sections))
     for section_id, features in zip(sections, answers, strict=True):
         for feature in features:
@@ -152,7 +142,7 @@ class Repositories:
     # -- tests -------------------------------------------------------------------
 
     def _test_is_fresh(self, test: ExploratoryTest) -> bool:
-        return test.status in IMMUTABLE_STATUSES or not self._stale(test.synced_at)
+        return test.status in FINAL_STATUSES or not self._stale(test.synced_at)
 
     async def get_tests_cached_or_refresh(self, test_ids: Sequence[int]) -> list[ExploratoryTest]:
         """The tests, each refetched when missing, mutable and stale; failures keep old rows."""
@@ -218,10 +208,16 @@ class Repositories:
                 }
             return self._reject_reasons
 
-    def _bugs_stale(self, test: ExploratoryTest) -> bool:
-        if test.bugs_final:
-            return False
-        return self._stale(test.bugs_synced_at)
+    def _bugs_due(self, test_ids: Sequence[int]) -> list[int]:
+        """The tests whose bug lists are stale, by the store's one rule (``bugs_due``)."""
+        due = queries.tests_needing_bugs(
+            product_ids=None,
+            since=None,
+            ttl_s=self.settings.cache_ttl_s,
+            now=self.now(),
+            test_ids=test_ids,
+        )
+        return sorted(due)
 
     async def refresh_bugs(
         self,
@@ -236,18 +232,21 @@ class Repositories:
         requests with it), not around the store write that follows.
         """
         report = RefreshReport()
-        with database.connection_context():
-            rows = list(ExploratoryTest.select().where(ExploratoryTest.id.in_(list(test_ids))))
-        wanted = sorted(t.id for t in rows if force or self._bugs_stale(t))
+        if force:
+            with database.connection_context():
+                rows = ExploratoryTest.select(ExploratoryTest.id).where(
+                    ExploratoryTest.id.in_(list(test_ids))
+                )
+                wanted = sorted(t.id for t in rows)
+        else:
+            wanted = self._bugs_due(test_ids)
         if not wanted:
             return report
         async with contextlib.AsyncExitStack() as stack:
             for tid in wanted:  # sorted order: no two callers can deadlock
                 await stack.enter_async_context(self.locks.hold(("bugs", tid)))
-            if not force:
-                with database.connection_context():
-                    rows = list(ExploratoryTest.select().where(ExploratoryTest.id.in_(wanted)))
-                wanted = sorted(t.id for t in rows if self._bugs_stale(t))
+            if not force:  # another caller may have refreshed them while we waited
+                wanted = self._bugs_due(wanted)
             if not wanted:
                 return report
             async with fetch_limit or contextlib.nullcontext():

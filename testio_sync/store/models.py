@@ -7,7 +7,7 @@ UTC datetimes stored as ISO text, so SQL comparisons on them are correct.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from peewee import (
     AutoField,
@@ -22,6 +22,8 @@ from peewee import (
     TextField,
 )
 
+from testio_sync.dates import parse_iso, to_stored
+
 database = DatabaseProxy()
 
 
@@ -35,12 +37,10 @@ class UtcField(Field):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return to_stored(value)
 
     def python_value(self, value: str | None) -> datetime | None:
-        if value is None:
-            return None
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
 
 
 class BaseModel(Model):

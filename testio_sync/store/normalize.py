@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from testio_sync.dates import parse_api_time
+from testio_sync.settings import scrub_environments
 from testio_sync.store.models import Bug, ExploratoryTest, Feature, Product, TestFeature, UtcField
 
 FINAL_STATUSES: frozenset[str] = frozenset({"archived", "cancelled"})
@@ -24,7 +25,6 @@ UNFETCHED_STATUSES: frozenset[str] = frozenset({"initialized", "waiting"})
 """Test statuses before testing starts: no bugs yet, one fetch is enough."""
 
 _ENVIRONMENT_KEY = "test_environment"
-_ENVIRONMENT_KEPT = ("id", "title")
 
 Raw = dict[str, Any]
 
@@ -115,28 +115,8 @@ def as_utc(value: datetime | str | None) -> datetime | None:
 
 
 def scrub(raw: Raw) -> Raw:
-    """A copy of ``raw`` whose every ``test_environment`` keeps only ``id`` and ``title``.
-
-    The environment holds the URL, login and password of the customer's system
-    under test; none of that may reach the database file, whatever the client sent.
-    """
-    return _scrub_value(raw)
-
-
-def _scrub_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key == _ENVIRONMENT_KEY and isinstance(item, dict):
-                out[key] = {k: item[k] for k in _ENVIRONMENT_KEPT if k in item}
-            elif key == _ENVIRONMENT_KEY and item is not None:
-                out[key] = None  # an unexpected shape: keep nothing of it
-            else:
-                out[key] = _scrub_value(item)
-        return out
-    if isinstance(value, list):
-        return [_scrub_value(item) for item in value]
-    return value
+    """``raw`` without environment credentials, whatever the client sent (one rule: settings)."""
+    return scrub_environments(raw)
 
 
 def clean_raw(raw: Raw, *, drop: Iterable[str] = ()) -> tuple[Raw, str]:

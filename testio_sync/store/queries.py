@@ -39,10 +39,6 @@ R = TypeVar("R")
 STATUS_BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open")
 
 
-class NotFoundError(StoreError):
-    """The asked-for row is not in the local mirror."""
-
-
 def store_call(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Run the function in a connection context; turn database errors into StoreError."""
 
@@ -123,18 +119,6 @@ def find_product(product_id: int) -> Product | None:
     return Product.get_or_none(Product.id == product_id)
 
 
-def get_product(product_id: int) -> Product:
-    """The stored product.
-
-    Raises:
-        NotFoundError: the product is not in the mirror (sync products first).
-    """
-    product = find_product(product_id)
-    if product is None:
-        raise NotFoundError(f"Product {product_id} is not in the local cache; sync products.")
-    return product
-
-
 @store_call("list product ids")
 def product_ids() -> list[int]:
     return [pid for (pid,) in Product.select(Product.id).order_by(Product.id).tuples()]
@@ -144,14 +128,6 @@ def product_ids() -> list[int]:
 def stored_test_ids(product_id: int) -> set[int]:
     query = ExploratoryTest.select(ExploratoryTest.id).where(ExploratoryTest.product == product_id)
     return {tid for (tid,) in query.tuples()}
-
-
-@store_call("read test statuses")
-def test_statuses(test_ids: Iterable[int]) -> dict[int, str]:
-    query = ExploratoryTest.select(ExploratoryTest.id, ExploratoryTest.status).where(
-        id_in(ExploratoryTest.id, test_ids)
-    )
-    return dict(query.tuples())
 
 
 def _test_scope(
@@ -180,13 +156,17 @@ def tests_needing_bugs(
 ) -> list[int]:
     """Tests in scope whose bug list must be (re)fetched, newest end first.
 
-    Due: bugs not final and never fetched, or fetched at least ``ttl_s`` ago.
-    Tests not started yet (initialized, waiting) are due only if never fetched.
+    The one staleness rule for bugs (the sync and the read-through both ask here).
+    Due: bugs not final, and never fetched or fetched at least ``ttl_s`` ago;
+    except a test not started yet (initialized, waiting) whose own row is younger
+    than ``ttl_s``: it had no bugs when last seen. Its stored status alone is no
+    reason to skip it, as that status may be old and the test running by now.
     ``since`` keeps tests that end on or after it, or have no end.
     """
     T = ExploratoryTest
     cutoff = now - timedelta(seconds=ttl_s)
-    stale = (T.bugs_synced_at <= cutoff) & T.status.not_in(sorted(UNFETCHED_STATUSES))
+    not_started = T.status.in_(sorted(UNFETCHED_STATUSES)) & (T.synced_at > cutoff)
+    stale = (T.bugs_synced_at <= cutoff) & ~not_started
     where = [*_test_scope(product_ids, test_ids), T.bugs_final == 0]
     where.append(T.bugs_synced_at.is_null() | stale)
     if since is not None:

@@ -102,16 +102,6 @@ class SyncLock:
     def held(self) -> bool:
         return self._record is not None and not self.lost
 
-    def raise_if_lost(self) -> None:
-        """Raises SyncLockedError if the lock was reclaimed; call before each write batch."""
-        if self.lost:
-            raise SyncLockedError(
-                f"The sync lock at {self.path} was taken over"
-                + (f" by {who(self._lost_to)}" if self._lost_to else "")
-                + f"; run {self.run_id} stopped writing.",
-                holder=self._lost_to,
-            )
-
     async def acquire(self) -> list[str]:
         """Wait up to ``timeout_s`` without blocking the event loop; return the warnings.
 

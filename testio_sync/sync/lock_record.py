@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 import psutil
 
+from testio_sync.dates import parse_iso, to_stored
+
 _T = TypeVar("_T")
 BUSY: Any = object()  # another process is inside the guard right now
 MAX_RECORD_BYTES = 64 * 1024
@@ -52,15 +54,15 @@ class Attempt:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return to_stored(datetime.fromtimestamp(ts, UTC))
 
 
 def epoch(value: Any) -> float | None:
     try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
+        parsed = parse_iso(value)
+    except (TypeError, ValueError, AttributeError):
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return parsed.timestamp() if parsed else None
 
 
 def span(seconds: float) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 from peewee import DatabaseError
 
+from testio_sync.dates import parse_iso, to_stored
 from testio_sync.errors import StoreError
 from testio_sync.store.models import SyncEvent, SyncMetadata, database
 from testio_sync.sync.types import SyncRequest, SyncResult, SyncStatus
@@ -128,7 +129,7 @@ def finish_run(result: SyncResult, *, full_scope: bool, error: str | None = None
 def set_last_sync_completed(when: datetime) -> None:
     with database.connection_context():
         SyncMetadata.insert(
-            key=LAST_SYNC_COMPLETED, value=when.isoformat(), updated_at=when
+            key=LAST_SYNC_COMPLETED, value=to_stored(when), updated_at=when
         ).on_conflict(
             conflict_target=[SyncMetadata.key],
             preserve=[SyncMetadata.value, SyncMetadata.updated_at],
@@ -138,7 +139,7 @@ def set_last_sync_completed(when: datetime) -> None:
 def last_sync_completed() -> datetime | None:
     with database.connection_context():
         row = SyncMetadata.get_or_none(SyncMetadata.key == LAST_SYNC_COMPLETED)
-    return datetime.fromisoformat(row.value) if row and row.value else None
+    return parse_iso(row.value) if row and row.value else None
 
 
 def get_run(run_id: str) -> SyncEvent | None:

@@ -30,6 +30,14 @@ class SyncPhase(StrEnum):
         return tuple(p for p in cls if p in wanted)
 
 
+ENTITY_PHASES: dict[str, SyncPhase] = {
+    "products": SyncPhase.PRODUCTS,
+    "features": SyncPhase.FEATURES,
+    "tests": SyncPhase.NEW_TESTS,
+    "bugs": SyncPhase.BUGS,
+}
+"""``SyncScope.entity_types`` values and the phase that refreshes each."""
+
 DEFAULT_PHASES: tuple[SyncPhase, ...] = (
     SyncPhase.PRODUCTS,
     SyncPhase.FEATURES,
@@ -63,10 +71,12 @@ class SyncTrigger(StrEnum):
 
 @dataclass(frozen=True)
 class SyncScope:
-    """What a sync covers. ``None`` means everything (all products, no date limit).
+    """What a sync covers. ``None`` means everything (all products, no date limit, all entities).
 
-    ``account`` is whose data (``sync.account``: base URL and token fingerprint, as
-    JSON); None when the requester had no token and leaves it to the worker.
+    ``entity_types`` (keys of ``ENTITY_PHASES``) limits which entities a run
+    refreshes: a request keeps only the phases of those entities. ``account`` is
+    whose data (``sync.account``: base URL and token fingerprint, as JSON); None
+    when the requester had no token and leaves it to the worker.
     """
 
     product_ids: tuple[int, ...] | None = None
@@ -78,13 +88,18 @@ class SyncScope:
         if self.product_ids is not None:
             ids = tuple(sorted(set(self.product_ids)))
             if not ids or any(not isinstance(i, int) or i <= 0 for i in ids):
-                raise UsageError("product_ids must be positive whole numbers")
+                raise UsageError("product ids must be positive whole numbers", param="product_ids")
             object.__setattr__(self, "product_ids", ids)
-
-    @property
-    def is_full(self) -> bool:
-        """True when the scope is every product with no date limit."""
-        return self.product_ids is None and self.since_date is None
+        if self.entity_types is not None:
+            unknown = sorted(set(self.entity_types) - set(ENTITY_PHASES))
+            if unknown or not self.entity_types:
+                raise UsageError(
+                    f"unknown {', '.join(unknown) or '(empty list)'}; "
+                    f"use {', '.join(ENTITY_PHASES)}",
+                    param="entity_types",
+                )
+            ordered = tuple(e for e in ENTITY_PHASES if e in set(self.entity_types))
+            object.__setattr__(self, "entity_types", ordered)
 
     def covers(self, other: SyncScope) -> bool:
         """True when every product and test ``other`` reaches, this scope reaches too."""
@@ -152,6 +167,14 @@ class SyncRequest:
         phases = SyncPhase.ordered(tuple(SyncPhase(p) for p in self.phases))
         if self.options.incremental_only:
             phases = tuple(p for p in phases if p not in (SyncPhase.PRODUCTS, SyncPhase.FEATURES))
+        if self.scope.entity_types is not None:
+            wanted = {ENTITY_PHASES[e] for e in self.scope.entity_types}
+            phases = tuple(p for p in phases if p in wanted)
+            if not phases and not self.options.nuke:
+                raise UsageError(
+                    "leaves no phase to run: the phases asked for refresh none of these",
+                    param="entity_types",
+                )
         if self.options.nuke:
             phases = SyncPhase.ordered((*phases, *DEFAULT_PHASES))
         if not phases:

@@ -53,7 +53,7 @@ async def _mirror(client: ApiClient) -> dict[str, Any]:
         mirror["failed_bugs"].update(bugs.failed)
         mirror["per_product"][str(product["id"])] = {
             "tests": len({t["id"] for t in details}),
-            "bugs": bugs.bug_count,
+            "bugs": sum(len(found) for found in bugs.bugs_by_test.values()),
             "features": len({f["id"] for f in features}),
         }
     return mirror

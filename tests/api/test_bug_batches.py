@@ -52,7 +52,7 @@ def test_bugs_are_grouped_by_their_test_in_batches_of_fifteen() -> None:
     assert sorted(result.bugs_by_test) == ids
     assert all([b["test"]["id"] for b in result.bugs_by_test[t]] == [t] * 3 for t in ids)
     assert result.failed == {}
-    assert result.bug_count == 120
+    assert sum(map(len, result.bugs_by_test.values())) == 120
 
 
 def test_every_asked_test_is_present_even_without_bugs() -> None:
@@ -91,7 +91,7 @@ def test_a_repeated_500_in_a_batch_is_isolated_by_splitting_too() -> None:
     fake = FakeBugs(poisoned=(3,), status=500)
     result = _fetch(fake, [1, 2, 3, 4])
     assert list(result.failed) == [3]
-    assert result.bug_count == 9
+    assert sum(map(len, result.bugs_by_test.values())) == 9
 
 
 def test_other_failures_fail_the_batch_without_splitting() -> None:

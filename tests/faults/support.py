@@ -180,8 +180,3 @@ def archived_test_in_the_middle(sim: Simulator) -> int:
         ordered = world.ordered_test_ids(longest)
         archived = [tid for tid in ordered if world.tests[tid].status == "archived"]
         return archived[len(archived) // 2]
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -30,13 +30,12 @@ from testio_sync.store.models import SyncEvent, database
 from testio_sync.sync import runs
 from testio_sync.sync.types import SyncOptions
 
-from .support import LOCKED, percentile, wait_until
+from .support import LOCKED, wait_until
 
 pytestmark = pytest.mark.faults
 
 ROUNDS = 20
 NO_WORKER_ROUNDS = {4, 9, 14, 19}  # the CLI and the MCP server then each sync in-process
-READ_LIMIT_S = 0.100
 # Rotated, with who goes first alternating, so some requests attach and some queue or wait.
 CLI_FLAGS = (["--with-bugs"], [], ["--force"])
 
@@ -57,7 +56,7 @@ class Reads:
 
 
 def read_until_stopped(server: Any, reads: Reads) -> None:
-    """Alternate ``list_products`` and ``get_sync_status`` over one MCP session, timing each."""
+    """Alternate ``list_products`` and ``get_sync_status`` over one MCP session."""
 
     async def loop() -> None:
         async with Client(server) as client:
@@ -199,7 +198,7 @@ def test_syncs_asked_for_at_once_by_cli_mcp_and_scheduler_run_one_at_a_time_and_
     busy_server, home, worker_pool, caplog
 ):
     """20 rounds: runs never overlap, no "database is locked" anywhere, every caller gets an
-    answer, and each MCP read made while a run writes takes under 100 ms."""
+    answer, and every MCP read made while a run writes answers without an error."""
     caplog.set_level(logging.INFO)
     sim, url = busy_server
     settings = make_settings(
@@ -259,11 +258,7 @@ def test_syncs_asked_for_at_once_by_cli_mcp_and_scheduler_run_one_at_a_time_and_
         if any(span.started <= at <= span.finished for span in spans)
     ]
     assert len(during) >= 100, f"only {len(during)} reads overlapped a run"
-    print(
-        f"\nMCP reads during syncs: n={len(during)} max={max(during) * 1000:.1f} ms "
-        f"p95={percentile(during, 0.95) * 1000:.1f} ms p50={percentile(during, 0.5) * 1000:.1f} ms"
-    )
-    assert max(during) < READ_LIMIT_S, sorted(during)[-5:]
+    # How fast those reads are is measured by scripts/bench_reads.py, against its floor.
 
 
 def test_a_run_waiting_for_the_sync_lock_is_not_recorded_as_started_meanwhile(busy_server, home):

@@ -44,7 +44,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(tmp_path) ->
     try:
         with db.connection_context():
             assert schema_version(db) == SCHEMA_VERSION
-        assert queries.get_product(1).name == "Old shop"
+        assert queries.find_product(1).name == "Old shop"
         old_test = queries.get_test(7)
         assert old_test.bugs_final is False
         now = datetime(2026, 3, 10, tzinfo=UTC)

@@ -22,7 +22,7 @@ def test_saving_the_same_products_twice_counts_new_then_unchanged(db, now: datet
     assert sorted(first.new_ids) == [1, 2]
     assert (second.new, second.updated, second.unchanged) == (0, 0, 2)
     assert Product.select().count() == 2
-    assert queries.get_product(1).synced_at == now + timedelta(hours=1)
+    assert queries.find_product(1).synced_at == now + timedelta(hours=1)
 
 
 def test_a_changed_product_is_counted_updated_and_keeps_its_phase_times(db, now) -> None:
@@ -32,7 +32,7 @@ def test_a_changed_product_is_counted_updated_and_keeps_its_phase_times(db, now)
     save.save_features(1, [api.feature(11)], now=now)
     counts = save.save_products([api.product(1, name="Renamed")], now=now + timedelta(days=1))
     assert counts.updated_ids == [1]
-    stored = queries.get_product(1)
+    stored = queries.find_product(1)
     assert stored.name == "Renamed"
     assert stored.tests_synced_at == now
     assert stored.features_synced_at == now
@@ -64,7 +64,7 @@ def test_features_keep_their_section_lists_and_unlisted_ones_are_deleted(db, now
     stored = Feature.get_by_id(201)
     assert stored.section_ids == [21, 22]
     assert "section_ids" not in stored.raw
-    assert queries.get_product(2).features_synced_at == now
+    assert queries.find_product(2).features_synced_at == now
 
 
 def test_a_feature_moving_to_another_section_counts_as_updated(db, now) -> None:
@@ -104,7 +104,7 @@ def test_touch_product_sets_one_phase_time_and_refuses_other_columns(db, now) ->
     """Only the two phase times may be stamped."""
     save.save_products([api.product(1)], now=now)
     save.touch_product(1, now=now + timedelta(minutes=5), field="features_synced_at")
-    assert queries.get_product(1).features_synced_at == now + timedelta(minutes=5)
+    assert queries.find_product(1).features_synced_at == now + timedelta(minutes=5)
     with pytest.raises(ValueError, match="field"):
         save.touch_product(1, now=now, field="name")
     with pytest.raises(StoreError):

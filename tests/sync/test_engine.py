@@ -6,14 +6,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from peewee import fn
 from testsupport import TOKEN, make_settings
 
 from testio_sync.dates import utc_now
+from testio_sync.errors import UsageError
 from testio_sync.service import SyncService
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest, SyncEvent, User, database
-from testio_sync.sync.types import SyncOptions, SyncPhase, SyncScope, SyncStatus
+from testio_sync.sync.types import SyncOptions, SyncPhase, SyncRequest, SyncScope, SyncStatus
 
 from .support import WITH_BUGS, counts, store_ids, sync, truth_counts, truth_ids
 
@@ -45,8 +47,13 @@ def test_a_full_seed_sync_with_bugs_stores_exactly_the_simulators_truth(seed_ser
         724,
         8056,
     )
+    truth = sim.truth()
     with database.connection_context():
-        assert User.select().count() == len({(u.kind, u.name) for u in User.select()})
+        kinds = {
+            kind: n
+            for kind, n in User.select(User.kind, fn.COUNT(User.id)).group_by(User.kind).tuples()
+        }
+    assert kinds == {"tester": truth["testers"], "customer": truth["customer_users"]}
 
 
 def test_a_second_full_sync_changes_nothing_and_stays_within_its_request_budget(fresh_server, home):
@@ -344,3 +351,29 @@ def test_the_last_log_line_of_every_run_gives_its_duration(tiny_server, home, ca
     assert len(finals) == 2
     assert finals[0].startswith("Sync completed in ") and "s (run " in finals[0]
     assert finals[1].startswith("Sync failed in ")
+
+
+def test_entity_types_limit_what_a_run_refreshes(tiny_server, home):
+    """``entity_types=("products",)`` runs the products phase alone: nothing else is stored."""
+    sim, url = tiny_server
+    service = SyncService(make_settings(home, url))
+    result = sync(service, scope=SyncScope(entity_types=("products",)))
+    assert result.status == SyncStatus.SUCCEEDED, result.errors
+    assert result.phases_completed == [SyncPhase.PRODUCTS]
+    assert store_ids()["products"] == truth_ids(sim)["products"]
+    assert counts()["features"] == counts()["tests"] == 0
+
+    result = sync(service, phases=WITH_BUGS, scope=SyncScope(entity_types=("tests", "bugs")))
+    assert result.phases_completed == [SyncPhase.NEW_TESTS, SyncPhase.BUGS]
+    assert store_ids()["tests"] == truth_ids(sim)["tests"]
+    assert store_ids()["bugs"] == truth_ids(sim)["bugs"]
+    assert counts()["features"] == 0
+
+
+def test_unknown_entity_types_are_refused_naming_the_valid_ones():
+    with pytest.raises(UsageError) as caught:
+        SyncScope(entity_types=("tests", "users"))
+    assert str(caught.value) == "unknown users; use products, features, tests, bugs"
+    assert caught.value.param == "entity_types"
+    with pytest.raises(UsageError, match="leaves no phase"):
+        SyncRequest(phases=(SyncPhase.BUGS,), scope=SyncScope(entity_types=("features",)))

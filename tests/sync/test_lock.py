@@ -311,10 +311,8 @@ def test_a_holder_whose_lock_was_reclaimed_sees_lost_and_leaves_the_new_record(
         warnings = await second.acquire()
         assert "run run-first" in warnings[0] and "hung" in warnings[0]
         await wait_until_async(lambda: first.lost, "the first holder to notice")
-        with pytest.raises(SyncLockedError, match="run-second") as info:
-            first.raise_if_lost()
-        assert info.value.holder["run_id"] == "run-second"
         assert "Lost the sync lock" in first.warnings[-1]
+        assert "run run-second" in first.warnings[-1]
         await first.release()
         assert (read_holder(path) or {})["run_id"] == "run-second"
         await second.release()
