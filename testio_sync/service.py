@@ -29,7 +29,7 @@ from testio_sync.store.db import open_database, restore_entities
 from testio_sync.store.models import SyncEvent
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock, read_holder
-from testio_sync.sync.runner import backup_path_for, run_job
+from testio_sync.sync.runner import nuke_backup_path, run_job
 from testio_sync.sync.types import (
     DEFAULT_PHASES,
     SyncOptions,
@@ -329,7 +329,7 @@ class SyncService:
             "product_ids": list(product_ids) if product_ids else None,
             "database": str(self.settings.db_path),
             "database_bytes": queries.db_file_size(self.settings.db_path),
-            "backup_path": str(backup_path_for(self.settings, utc_now())),
+            "backup_path": str(nuke_backup_path(self.settings)),
         }
 
     def list_backups(self) -> list[Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -312,8 +313,12 @@ def sync(
             except ConfigError as exc:
                 fail(str(exc), EXIT_USAGE)
         if nuke:
-            out.info(render.nuke_preview_lines(service.nuke_preview(request.scope.product_ids)))
+            preview = service.nuke_preview(request.scope.product_ids)
+            out.info(render.nuke_preview_lines(preview))
             confirm_or_exit("This deletes the data above after the backup.", yes=yes, what="--nuke")
+            # The run writes the very file the preview named.
+            options = replace(parts[2], backup_path=preview["backup_path"])
+            parts = (parts[0], parts[1], options)
         if no_wait:
             enqueue_only(service, parts, out)
             return
