@@ -176,7 +176,7 @@ def test_restore_without_a_backup_fails_cleanly(settings: Settings) -> None:
     """No backup yet: one error line, exit 1."""
     result = invoke(settings, "restore", "--yes")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: no backup found in ")
+    assert result.stderr.startswith("Error: restore: no backup found in ")
     assert "Traceback" not in result.output
 
 

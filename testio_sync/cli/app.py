@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from testio_sync.cli.backups import backups
 from testio_sync.cli.demo import demo
 from testio_sync.cli.report import report
 from testio_sync.cli.serve import serve, worker
@@ -45,7 +46,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (sync, report, demo, status, restore, worker):
+for command in (sync, report, demo, status, restore, backups, worker):
     app.command()(command)
 app.command(context_settings=SIMULATE_SETTINGS)(simulate)
 app.command()(serve)

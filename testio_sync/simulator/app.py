@@ -107,7 +107,11 @@ def build_app(sim: Simulator) -> Starlette:
         return request.path_params["pid"]
 
     routes = [
-        route("/products", "products", lambda r, d: _empty_or(d.config.empty_product_list, "products", api.products)),
+        route(
+            "/products",
+            "products",
+            lambda r, d: _empty_or(d.config.empty_product_list, "products", api.products),
+        ),
         route("/products/{pid:int}", "product", lambda r, d: api.product(pid(r))),
         route("/products/{pid:int}/features", "features", lambda r, d: api.features(pid(r))),
         route(

@@ -23,7 +23,7 @@ from testio_sync.errors import SyncLockedError, TestioSyncError
 from testio_sync.settings import Settings
 from testio_sync.store import save
 from testio_sync.store.backups import new_backup_path
-from testio_sync.store.db import backup_database, open_database
+from testio_sync.store.db import backup_database, explain, open_database
 from testio_sync.sync import runs
 from testio_sync.sync.engine import run_sync
 from testio_sync.sync.lock import SyncLock
@@ -145,7 +145,9 @@ async def _claim_and_run(
         result = _failed(run_id, request, str(exc), started)
     except Exception as exc:  # a job must always leave its row finished, whatever broke
         logger.error("run %s crashed:\n%s", run_id, traceback.format_exc())
-        result = _failed(run_id, request, f"Internal error: {type(exc).__name__}: {exc}", started)
+        result = _failed(
+            run_id, request, f"Internal error: {type(exc).__name__}: {explain(exc)}", started
+        )
     finally:
         await lock.release()
     sink.flush()
