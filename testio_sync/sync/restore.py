@@ -67,6 +67,7 @@ def pick_backup(settings: Settings, backup: Path | None) -> BackupInfo:
 
 
 def _lock(settings: Settings, what: str) -> SyncLock:
+    settings.ensure_home()
     return SyncLock(
         settings.lock_path,
         run_id=f"{what}-{datetime.now(UTC):%H%M%S}",
@@ -79,6 +80,10 @@ def _set_aside_if_damaged(settings: Settings) -> Path | None:
         return None
     close_database(settings.db_path)
     return set_aside(settings.db_path, utc_now())
+
+
+def _holds_data(path: Path) -> bool:
+    return path.exists() and any((describe(path).counts or {}).values())
 
 
 def set_aside_damaged(settings: Settings) -> Path | None:
@@ -101,7 +106,7 @@ def restore_backup(settings: Settings, backup: Path | None = None) -> RestoreRep
     report = RestoreReport(backup=pick_backup(settings, backup))
     with _lock(settings, "restore"):
         report.damaged_kept = _set_aside_if_damaged(settings)
-        if report.damaged_kept is None and settings.db_path.exists():
+        if report.damaged_kept is None and _holds_data(settings.db_path):
             dest = new_backup_path(settings.backups_dir, "before-restore", utc_now())
             report.previous_backup = backup_database(settings.db_path, dest)
         open_database(settings.db_path)
