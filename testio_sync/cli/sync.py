@@ -253,7 +253,12 @@ def sync(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Walk every test page and refetch features again.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Walk every test page and refetch features again; also confirms a removal "
+            "of more than TESTIO_MAX_REMOVAL_SHARE of the stored data.",
+        ),
     ] = False,
     incremental_only: Annotated[
         bool,

@@ -38,6 +38,7 @@ def removal_refused(
     ctx.error(
         f"{where}: {removing} of {stored} stored {what} are no longer listed upstream, more "
         f"than {share:.0%} (TESTIO_MAX_REMOVAL_SHARE); nothing was removed. If they are "
-        "really gone, confirm with a forced sync (`testio-sync sync --force`)."
+        "really gone, confirm with a forced sync (`testio-sync sync --force`, or sync_data "
+        "with force)."
     )
     return True
