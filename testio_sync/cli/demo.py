@@ -41,7 +41,9 @@ def prepare_demo_dir(directory: Path) -> None:
     if directory.exists():
         if not directory.is_dir():
             raise UsageError(f"--dir {directory} is a file, not a folder.")
-        if any(directory.iterdir()) and not (directory / MARKER).is_file():
+        # The default folder is the demo's own (older demos left it without a marker).
+        former = (directory / MARKER).is_file() or directory.resolve() == DEMO_DIR.resolve()
+        if any(directory.iterdir()) and not former:
             raise UsageError(
                 f"--dir {directory} holds files the demo did not make; "
                 "give an empty or new folder (the demo empties its folder first)."
