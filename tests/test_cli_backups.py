@@ -7,10 +7,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+import peewee
+import pytest
+import typer
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
 from testio_sync.cli.render import format_counts
+from testio_sync.cli.support import reported_errors
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries
@@ -97,3 +101,13 @@ def test_restore_errors_name_restore_and_no_temporary_file(
             str(tmp_path), ""
         )
     assert list_backups(settings.backups_dir) == []  # an empty mirror needs no backup
+
+
+def test_a_database_error_that_escapes_the_store_says_how_to_get_back(capsys) -> None:
+    """A peewee error the store did not translate still ends in one line naming restore."""
+    with pytest.raises(typer.Exit) as caught, reported_errors():
+        raise peewee.DatabaseError("database disk image is malformed")
+    assert caught.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: database disk image is malformed. The database is damaged")
+    assert "`testio-sync restore`" in err and err.count("\n") == 1
