@@ -15,21 +15,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from testio_sync import tasks
 from testio_sync.dates import to_iso, utc_now
-from testio_sync.errors import StoreError, SyncError, UnknownProductsError, UsageError
+from testio_sync.errors import SyncError, UnknownProductsError, UsageError
 from testio_sync.settings import Settings
 from testio_sync.store import queries
-from testio_sync.store.db import open_database, restore_entities
+from testio_sync.store.db import open_database
 from testio_sync.store.models import SyncEvent
 from testio_sync.sync import runs
 from testio_sync.sync.account import request_account
-from testio_sync.sync.lock import SyncLock, read_holder
-from testio_sync.sync.runner import backup_path_for, run_job
+from testio_sync.sync.lock import read_holder
+from testio_sync.sync.restore import RestoreReport, restore_backup
+from testio_sync.sync.runner import nuke_backup_path, run_job
 from testio_sync.sync.types import (
     DEFAULT_PHASES,
     SyncOptions,
@@ -325,31 +325,9 @@ class SyncService:
             "product_ids": list(product_ids) if product_ids else None,
             "database": str(self.settings.db_path),
             "database_bytes": queries.db_file_size(self.settings.db_path),
-            "backup_path": str(backup_path_for(self.settings, utc_now())),
+            "backup_path": str(nuke_backup_path(self.settings)),
         }
 
-    def list_backups(self) -> list[Path]:
-        return sorted(self.settings.backups_dir.glob("*.db"), key=lambda p: p.stat().st_mtime)
-
-    def restore(self, backup: Path | None = None) -> Path:
-        """Put a backup's data back, under the sync lock so no sync runs meanwhile.
-
-        Raises:
-            StoreError: there is no backup, or it is unusable.
-            SyncLockedError: a sync holds the lock for longer than the lock wait.
-        """
-        if backup is None:
-            backups = self.list_backups()
-            if not backups:
-                raise StoreError(f"No backup found in {self.settings.backups_dir}.")
-            backup = backups[-1]
-        if not backup.is_file():
-            raise StoreError(f"No backup at {backup}.")
-        lock = SyncLock(
-            self.settings.lock_path,
-            run_id=f"restore-{datetime.now(UTC):%H%M%S}",
-            timeout_s=self.settings.lock_timeout_s,
-        )
-        with lock:
-            restore_entities(backup, self.settings.db_path)
-        return backup
+    def restore(self, backup: Path | None = None) -> RestoreReport:
+        """Put a backup's data back (see ``sync.restore.restore_backup``)."""
+        return restore_backup(self.settings, backup)

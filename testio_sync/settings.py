@@ -87,6 +87,14 @@ def _token(env: Mapping[str, str]) -> Secret | None:
     return Secret(raw)
 
 
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    """``name`` as a fraction between 0 and 1."""
+    value = float(_number(env, name, default, kind=float))
+    if not value <= 1:  # also refuses nan
+        raise ConfigError(f"{name} must be a fraction between 0 and 1, got {env.get(name)!r}")
+    return value
+
+
 def parse_product_ids(raw: str, *, source: str = "product ids") -> tuple[int, ...]:
     """Parse ``"598"``, ``"598,599"`` or ``"598 599"`` into positive ids.
 
@@ -118,6 +126,7 @@ class Settings:
     mcp_sync_wait_s: float = 45.0
     max_retries: int = 5
     retry_max_wait_s: float = 60.0
+    max_removal_share: float = 0.5  # a run removing more of the stored data waits for --force
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -154,6 +163,7 @@ class Settings:
             retry_max_wait_s=_number(
                 env, "TESTIO_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0, kind=float
             ),
+            max_removal_share=_share(env, "TESTIO_MAX_REMOVAL_SHARE", 0.5),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -171,6 +181,7 @@ class Settings:
             "TESTIO_MAX_RETRIES": str(self.max_retries),
             "TESTIO_RETRY_MAX_WAIT_SECONDS": repr(self.retry_max_wait_s),
             "TESTIO_PRODUCT_IDS": ",".join(map(str, self.product_ids or ())),
+            "TESTIO_MAX_REMOVAL_SHARE": repr(self.max_removal_share),
         }
         if self.api_token:
             env["TESTIO_CUSTOMER_API_TOKEN"] = self.api_token.reveal()

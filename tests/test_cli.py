@@ -558,6 +558,7 @@ COMMANDS_IN_ORDER = [
     "status",
     "report",
     "restore",
+    "backups",
     "worker",
     "serve",
     "demo",

@@ -67,18 +67,32 @@ def test_nuke_shows_the_data_backs_it_up_and_resyncs_to_the_truth(
 def test_nuke_with_product_ids_previews_and_wipes_only_those_products(
     settings: Settings, tiny_server: tuple[Simulator, str]
 ) -> None:
-    """A scoped nuke counts and deletes one product; the others keep their rows."""
+    """A scoped nuke counts and deletes one product, and brings all of it back, bugs included
+    (without ``--with-bugs``); the others keep their rows."""
     synced(settings)
-    ids = sorted(int(pid) for pid in tiny_server[0].truth()["per_product"])
+    truth = tiny_server[0].truth()
+    ids = sorted(int(pid) for pid in truth["per_product"])
     target, others = ids[0], ids[1:]
     scoped_before, others_before = counts(settings, [target]), counts(settings, others)
+    assert scoped_before["bugs"] == truth["per_product"][str(target)]["bugs"] > 0
     result = invoke(settings, "sync", "--nuke", "--product-ids", str(target), "--yes")
     assert result.exit_code == 0, result.output
     assert f"Current data of products {target}: {format_counts(scoped_before)}" in result.stdout
     assert counts(settings, others) == others_before
-    after = counts(settings, [target])
-    assert after["tests"] == scoped_before["tests"]
-    assert after["bugs"] == 0  # not asked for: --with-bugs was not given
+    assert counts(settings, [target]) == scoped_before
+
+
+def test_the_nuke_writes_the_backup_its_preview_named_and_shows_it_as_information(
+    settings: Settings,
+) -> None:
+    """One backup file, the one announced; the summary names it, not as a warning."""
+    synced(settings)
+    result = invoke(settings, "sync", "--nuke", "--yes")
+    assert result.exit_code == 0, result.output
+    announced = backup_line(result.stdout)
+    assert list(settings.backups_dir.glob("*.db")) == [announced]
+    assert f"Backup of the previous data: {announced}" in result.stdout.splitlines()
+    assert "Warnings" not in result.stdout
 
 
 def test_nuke_without_yes_and_no_terminal_refuses_and_changes_nothing(settings: Settings) -> None:
@@ -126,12 +140,11 @@ def test_nuke_dry_run_previews_and_changes_nothing(settings: Settings) -> None:
 def test_restore_brings_back_the_counts_from_before_the_nuke(
     settings: Settings, tiny_server: tuple[Simulator, str]
 ) -> None:
-    """A nuke without bugs loses them; ``restore --yes`` puts the previous data back."""
+    """After a nuke, ``restore --yes`` puts the data of before back."""
     before = synced(settings)
     target = min(int(pid) for pid in tiny_server[0].truth()["per_product"])
     nuked = invoke(settings, "sync", "--nuke", "-p", str(target), "--yes", "--quiet")
     assert nuked.exit_code == 0, nuked.output
-    assert counts(settings)["bugs"] < before["bugs"]
     listed = invoke(settings, "restore", "--list")
     assert listed.exit_code == 0
     assert "cache-before-nuke-" in listed.stdout
@@ -163,7 +176,7 @@ def test_restore_without_a_backup_fails_cleanly(settings: Settings) -> None:
     """No backup yet: one error line, exit 1."""
     result = invoke(settings, "restore", "--yes")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: no backup found in ")
+    assert result.stderr.startswith("Error: restore: no backup found in ")
     assert "Traceback" not in result.output
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
+from testio_sync.cli.demo import MARKER, prepare_demo_dir
 from testio_sync.dates import human_time
 from testio_sync.settings import Settings
 
@@ -64,3 +65,31 @@ def test_demo_runs_end_to_end_in_its_own_directory(settings, tmp_path: Path):
     assert (demo_dir / "cache.db").is_file()
     assert not settings.db_path.exists()  # the user's data directory was not touched
     assert "Worker and simulator stopped." in out
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_leaves_its_files(settings, tmp_path: Path):
+    """A user's folder with a file in it: exit 2, one line, the file is still there."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    result = invoke(settings, "demo", "--dir", str(folder), "--scale", "tiny")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: --dir ") and result.stderr.count("\n") == 1
+    assert (folder / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert invoke(settings, "demo", "--dir", str(a_file)).exit_code == 2
+    assert a_file.read_text() == "x"
+
+
+def test_demo_empties_only_a_former_demo_folder(tmp_path: Path):
+    """A new folder, an empty one and a marked one are prepared; the marker stays."""
+    for folder in (tmp_path / "new", tmp_path / "empty"):
+        if folder.name == "empty":
+            folder.mkdir()
+        prepare_demo_dir(folder)
+        assert sorted(p.name for p in folder.iterdir()) == [MARKER]
+    former = tmp_path / "new"
+    (former / "cache.db").write_bytes(b"old demo data")
+    prepare_demo_dir(former)
+    assert sorted(p.name for p in former.iterdir()) == [MARKER]

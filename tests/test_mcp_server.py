@@ -671,3 +671,22 @@ async def test_progress_relay_only_ever_grows_across_phases() -> None:
     assert [done for done, _, _ in sent] == [0.0, 33.3, 66.7, 77.8, 100.0]
     assert sent[0][2] == "queued" and sent[-1][2] == "finished"
     assert sent[3][2] == "new_tests: 1/3 products, 9 tests found"
+
+
+@pytest.mark.anyio
+async def test_a_damaged_database_error_says_what_rebuilds_it(
+    tiny_server: tuple[Simulator, str], home: Path
+) -> None:
+    """Pages of ``cache.db`` zeroed under a running server: the read tool's error names
+    `testio-sync restore` and does not claim that sync_data rebuilds anything."""
+    settings = settings_for(home, tiny_server)
+    service = SyncService(settings)
+    assert service.execute_sync(allow_in_process=True).wait(60).succeeded
+    async with connected(settings) as client:
+        await call(client, "list_products", {})
+        with settings.db_path.open("r+b") as f:
+            f.seek(4096)
+            f.write(b"\0" * 4096 * 24)
+        text = await call_error(client, "list_products", {})
+    assert "damaged" in text and "`testio-sync restore`" in text
+    assert "rebuild the cache" not in text and "\n" not in text

@@ -17,6 +17,7 @@ from testio_sync.sync import runs
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import (
     DEFAULT_PHASES,
+    SyncOptions,
     SyncPhase,
     SyncScope,
     SyncStatus,
@@ -208,3 +209,16 @@ def test_without_a_worker_a_run_left_queued_for_a_worker_is_run_here(settings):
     assert handle.run_id == run_id and handle.attached and handle.in_process
     assert handle.wait(60).status == SyncStatus.SUCCEEDED
     assert runs.get_run(run_id).in_process is False  # ran as the queued run it was
+
+
+def test_a_nuke_run_by_the_worker_writes_the_backup_its_request_names(settings, consumer):
+    """The path a preview announced travels through the queue; no second backup is made."""
+    service = SyncService(settings)
+    assert service.execute_sync().wait(60).status == SyncStatus.SUCCEEDED
+    named = settings.backups_dir / "cache-before-nuke-announced.db"
+    handle = service.execute_sync(options=SyncOptions(nuke=True, backup_path=str(named)))
+    assert not handle.in_process
+    result = handle.wait(60)
+    assert result.status == SyncStatus.SUCCEEDED, result.errors
+    assert result.backup_path == str(named)
+    assert list(settings.backups_dir.glob("*.db")) == [named]

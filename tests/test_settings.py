@@ -22,6 +22,7 @@ def test_settings_survive_the_trip_to_a_child_process_environment():
         retry_max_wait_s=0.25,
         product_ids=(598,),
         refresh_interval_s=0,
+        max_removal_share=0.25,
     )
     assert Settings.from_env(settings.to_env()) == settings
 
@@ -44,6 +45,9 @@ def test_a_single_product_id_in_the_environment_is_a_filter_not_ignored():
         ("TESTIO_SYNC_LOCK_TIMEOUT_SECONDS", "NaN"),
         ("TESTIO_CUSTOMER_API_TOKEN", "tökén-123"),
         ("TESTIO_CUSTOMER_API_TOKEN", "abc def"),
+        ("TESTIO_MAX_REMOVAL_SHARE", "1.5"),
+        ("TESTIO_MAX_REMOVAL_SHARE", "nan"),
+        ("TESTIO_MAX_REMOVAL_SHARE", "-0.1"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(name, value):

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from testio_sync.cli.backups import backups
 from testio_sync.cli.demo import demo
 from testio_sync.cli.report import report
 from testio_sync.cli.serve import serve, worker
@@ -112,7 +113,7 @@ def main_options(
 
 
 # In the order a user needs them: sync, look, report, recover; tools last.
-for command in (sync, status, report, restore, worker, serve):
+for command in (sync, status, report, restore, backups, worker, serve):
     app.command(cls=PlainCommand)(command)
 app.command(cls=PlainCommand)(demo)
 app.command(cls=PlainCommand, context_settings=SIMULATE_SETTINGS)(simulate)

@@ -20,6 +20,7 @@ import typer
 
 from testio_sync.cli.render import make_progress, plural, status_lines, summary_lines
 from testio_sync.cli.support import fail, reported_errors
+from testio_sync.errors import UsageError
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.report_text import report_lines
 from testio_sync.settings import Secret, Settings
@@ -28,6 +29,28 @@ from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncResult, SyncSt
 DEMO_DIR = Path(tempfile.gettempdir()) / "testio-sync-demo"
 
 DEMO_TOKEN = "demo-token"
+MARKER = ".testio-sync-demo"  # marks a folder the demo made, and may empty again
+
+
+def prepare_demo_dir(directory: Path) -> None:
+    """Empty a former demo folder, or create a new one; never touch anything else.
+
+    Raises:
+        UsageError: ``directory`` is a file, or a folder with files the demo did not make.
+    """
+    if directory.exists():
+        if not directory.is_dir():
+            raise UsageError(f"--dir {directory} is a file, not a folder.")
+        # The default folder is the demo's own (older demos left it without a marker).
+        former = (directory / MARKER).is_file() or directory.resolve() == DEMO_DIR.resolve()
+        if any(directory.iterdir()) and not former:
+            raise UsageError(
+                f"--dir {directory} holds files the demo did not make; "
+                "give an empty or new folder (the demo empties its folder first)."
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(mode=0o700, parents=True)
+    (directory / MARKER).write_text("Made by `testio-sync demo`, which may empty it again.\n")
 
 
 def run_demo(
@@ -39,7 +62,11 @@ def run_demo(
     latency_ms: float = 20.0,
     quiet: bool = False,
 ) -> int:
-    """Run the demo in ``directory`` (emptied first); returns the exit code."""
+    """Run the demo in ``directory`` (a former demo folder is emptied first); returns the exit code.
+
+    Raises:
+        UsageError: ``directory`` is not empty and not a former demo folder.
+    """
     # Imported here: the simulator and the report client are heavy, and only the demo runs them.
     from testio_sync.insights.report import quality_report
     from testio_sync.service import SyncService
@@ -49,8 +76,7 @@ def run_demo(
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    if directory.exists():
-        shutil.rmtree(directory)
+    prepare_demo_dir(directory)
     sim = Simulator(scale=scale, seed=1, token=DEMO_TOKEN, latency_ms=latency_ms)
     with sim.serve(host="127.0.0.1", port=0) as server:
         settings = Settings(
@@ -112,7 +138,11 @@ def _runner(
 
 def demo(
     directory: Annotated[
-        Path, typer.Option("--dir", help="Where the demo keeps its data (emptied first).")
+        Path,
+        typer.Option(
+            "--dir",
+            help="Where the demo keeps its data: a new or empty folder, or a former demo's.",
+        ),
     ] = DEMO_DIR,
     scale: Annotated[str, typer.Option(help="Simulator data size: tiny, seed or large.")] = "seed",
     latency_ms: Annotated[float, typer.Option(help="Simulated API latency.")] = 20.0,

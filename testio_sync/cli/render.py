@@ -178,6 +178,8 @@ def summary_lines(result: SyncResult, *, verbose: bool = False) -> list[str]:
         f"{result.tests_removed:,} removed",
         f"Bugs refreshed: {result.bugs_refreshed:,}",
     ]
+    if result.backup_path:
+        lines.append(f"Backup of the previous data: {result.backup_path}")
     if verbose and result.per_product:
         lines.append("Per product:")
         for pid, stats in sorted(result.per_product.items(), key=lambda kv: int(kv[0])):

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from testio_sync.cli import render
+from testio_sync.cli.backups import backup_line
 from testio_sync.cli.support import (
     confirm_or_exit,
-    fail,
     open_service,
     reported_errors,
     require_mirror,
@@ -18,7 +18,8 @@ from testio_sync.cli.support import (
 )
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
-from testio_sync.store import queries
+from testio_sync.store.backups import damage_of, describe, list_backups
+from testio_sync.sync.restore import pick_backup, restore_backup
 
 
 def status(
@@ -81,31 +82,38 @@ def restore(
     """Put the data of a backup (written before each `sync --nuke`) back in place.
 
     Replaces the current products, features, tests, bugs and users with the
-    backup's; the run history is kept. Waits for a running sync to finish.
+    backup's, after backing the current data up; the run history is kept. A
+    damaged database is moved aside (kept) instead. Waits for a running sync.
 
     Example:
         $ testio-sync restore --list && testio-sync restore --yes
     """
     settings = settings_or_exit()
     with reported_errors():
-        service = open_service(settings)
-        backups = service.list_backups()
         if list_only:
-            if not backups:
+            paths = list_backups(settings.backups_dir)
+            if not paths:
                 typer.echo(f"No backups in {settings.backups_dir}.")
-            for path in backups:
-                typer.echo(f"{path}  ({render.format_bytes(path.stat().st_size)})")
+            for path in paths:
+                typer.echo(backup_line(describe(path)))
             return
-        if backup is None:
-            if not backups:
-                fail(f"no backup found in {settings.backups_dir}.")
-            backup = backups[-1]
-        if not backup.is_file():
-            fail(f"no backup at {backup}.")
-        typer.echo(f"Backup: {backup} ({render.format_bytes(backup.stat().st_size)})")
-        typer.echo(f"Current data, to be replaced: {render.format_counts(queries.entity_counts())}")
+        info = pick_backup(settings, backup)
+        typer.echo(f"Backup: {backup_line(info)}")
+        damage = damage_of(settings.db_path)
+        if damage is not None:
+            typer.echo(
+                f"The current database {settings.db_path} is damaged ({damage}): "
+                "it is moved aside and kept."
+            )
+        elif settings.db_path.exists():
+            current = describe(settings.db_path).counts or {}
+            typer.echo(f"Current data, backed up then replaced: {render.format_counts(current)}")
         confirm_or_exit(
             "This replaces the current data with the backup's.", yes=yes, what="restore"
         )
-        restored = service.restore(backup)
-        typer.echo(f"Restored {restored}: {render.format_counts(queries.entity_counts())}")
+        report = restore_backup(settings, info.path)
+        typer.echo(f"Restored {info.path}: {render.format_counts(report.counts)}")
+        if report.previous_backup is not None:
+            typer.echo(f"The data from before is in {report.previous_backup}")
+        if report.damaged_kept is not None:
+            typer.echo(f"The damaged database is kept as {report.damaged_kept}")

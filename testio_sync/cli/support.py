@@ -24,6 +24,7 @@ from testio_sync.errors import (
     UsageError,
 )
 from testio_sync.settings import Settings
+from testio_sync.store.db import DATABASE_ERRORS, explain
 from testio_sync.sync.types import SyncResult, SyncStatus
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ def reported_errors() -> Iterator[None]:
         fail(str(exc), EXIT_LOCKED)
     except TestioSyncError as exc:
         fail(str(exc), EXIT_FAILED)
+    except DATABASE_ERRORS as exc:  # one that escaped the store's translation (run records)
+        fail(explain(exc), EXIT_FAILED)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,7 +30,9 @@ from testio_sync.cli.support import (
 )
 from testio_sync.dates import parse_since, utc_now
 from testio_sync.errors import ConfigError, UsageError
-from testio_sync.settings import parse_product_ids
+from testio_sync.settings import Settings, parse_product_ids
+from testio_sync.store.backups import damage_of
+from testio_sync.sync.restore import set_aside_damaged
 from testio_sync.sync.types import (
     SyncOptions,
     SyncPhase,
@@ -214,6 +217,28 @@ def nuke_aftermath(result: SyncResult, out: Output) -> None:
         )
 
 
+def set_aside_if_damaged(settings: Settings, out: Output, *, yes: bool) -> bool:
+    """``--nuke`` on a damaged database: move it aside (kept) and start afresh.
+
+    Returns whether the nuke is confirmed already (it was, to set the file aside).
+    """
+    damage = damage_of(settings.db_path)
+    if damage is None:
+        return yes
+    out.info(
+        [
+            f"The database {settings.db_path} is damaged ({damage}).",
+            "--nuke moves it aside (kept) and syncs the scope again into a new one; "
+            "`testio-sync restore` would put a backup back instead.",
+        ]
+    )
+    confirm_or_exit("This sets the damaged database aside.", yes=yes, what="--nuke")
+    kept = set_aside_damaged(settings)
+    if kept is not None:
+        out.info([f"The damaged database is kept as {kept}"])
+    return True
+
+
 def sync(
     since: Annotated[
         str | None,
@@ -234,7 +259,12 @@ def sync(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Walk every test page and refetch features again.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Walk every test page and refetch features again; also confirms a removal "
+            "of more than TESTIO_MAX_REMOVAL_SHARE of the stored data.",
+        ),
     ] = False,
     incremental_only: Annotated[
         bool,
@@ -301,6 +331,8 @@ def sync(
         )
     settings = settings_or_exit()
     with reported_errors(), logs_on_stderr(verbose):
+        if nuke and not dry_run:
+            yes = set_aside_if_damaged(settings, out, yes=yes)
         service = open_service(settings)
         request = service.build_request(*parts, trigger=SyncTrigger.CLI)
         if dry_run:
@@ -318,8 +350,12 @@ def sync(
             except ConfigError as exc:
                 fail(str(exc), EXIT_USAGE)
         if nuke:
-            out.info(render.nuke_preview_lines(service.nuke_preview(request.scope.product_ids)))
+            preview = service.nuke_preview(request.scope.product_ids)
+            out.info(render.nuke_preview_lines(preview))
             confirm_or_exit("This deletes the data above after the backup.", yes=yes, what="--nuke")
+            # The run writes the very file the preview named.
+            options = replace(parts[2], backup_path=preview["backup_path"])
+            parts = (parts[0], parts[1], options)
         if no_wait:
             enqueue_only(service, parts, out)
             return

@@ -90,7 +90,12 @@ def next_step(exc: TestioSyncError) -> str:
     if isinstance(exc, SyncError):
         return "Call get_sync_status for details."
     if isinstance(exc, StoreError):
-        return "Check the data directory, or call sync_data to rebuild the cache."
+        if "testio-sync restore" in str(exc):  # a damaged file: the reason says what rebuilds
+            return ""
+        return (
+            "Check the server's data directory (TESTIO_SYNC_HOME); sync_data refreshes data but "
+            "does not rebuild a damaged database (`testio-sync restore` does)."
+        )
     return ""
 
 

@@ -40,6 +40,8 @@ class FaultConfig:
     hang_seconds: float = 30.0
     malformed_rate: float = 0.0
     token_revoked: bool = False
+    empty_product_list: bool = False  # GET products answers 200 with []
+    empty_test_pages: bool = False  # every test page answers 200 with []
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "hang_rate", "malformed_rate"):

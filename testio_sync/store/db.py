@@ -29,6 +29,14 @@ PRAGMAS = {
     "wal_autocheckpoint": 8000,
 }
 
+# What gets a damaged mirror back; said by every error that finds the file damaged.
+RECOVERY = (
+    "put a backup back with `testio-sync restore` (it keeps the damaged file aside), "
+    "or sync everything again with `testio-sync sync --nuke`"
+)
+_DAMAGE = ("malformed", "not a database", "database corrupt")
+DATABASE_ERRORS = (DatabaseError, sqlite3.DatabaseError)  # peewee's and sqlite3's
+
 _opened: dict[str, SqliteDatabase] = {}
 _opening = threading.Lock()  # a worker thread and the caller may open at the same moment
 
@@ -94,7 +102,15 @@ def ensure_schema(db: SqliteDatabase) -> int:
                     db.execute_sql(f"PRAGMA user_version = {version}")
             return schema_version(db)
     except (DatabaseError, OperationalError) as exc:
-        raise StoreError(f"Cannot open the database {db.database}: {exc}") from exc
+        raise StoreError(explain(f"Cannot open the database {db.database}: {exc}")) from exc
+
+
+def explain(exc: BaseException) -> str:
+    """``str(exc)``, plus how to get back when it says the database file is damaged."""
+    text = str(exc).rstrip(".")
+    if any(mark in text.lower() for mark in _DAMAGE) and "testio-sync restore" not in text:
+        return f"{text}. The database is damaged: {RECOVERY}."
+    return str(exc)
 
 
 def close_database(path: Path) -> None:
@@ -151,17 +167,26 @@ def restore_entities(backup: Path, target: Path) -> None:
     """
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         copy = Path(tmp) / "restore.db"
-        backup_database(backup, copy)
+        try:
+            backup_database(backup, copy)
+        except StoreError as exc:  # its text names the temporary copy: say only why
+            raise StoreError(f"Cannot restore {backup}: {exc.__cause__}") from exc
         check = sqlite3.connect(copy)
         try:
             verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
         except sqlite3.Error as exc:
-            raise StoreError(f"{backup} is not a testio-sync database: {exc}") from exc
+            raise StoreError(
+                f"Cannot restore {backup}: not a testio-sync database ({exc})"
+            ) from exc
         finally:
             check.close()
         if verdict != "ok":
-            raise StoreError(f"The backup {backup} is damaged: {verdict}")
-        ensure_schema(SqliteDatabase(str(copy)))
+            raise StoreError(f"Cannot restore {backup}: the backup is damaged ({verdict})")
+        try:
+            ensure_schema(SqliteDatabase(str(copy)))
+        except StoreError as exc:
+            reason = str(exc).replace(str(copy), "the backup")
+            raise StoreError(f"Cannot restore {backup}: {reason}") from exc
         conn = sqlite3.connect(target, timeout=15, isolation_level=None)
         try:
             conn.execute("PRAGMA foreign_keys = OFF")

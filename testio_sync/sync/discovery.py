@@ -31,6 +31,7 @@ from testio_sync.dates import parse_api_time
 from testio_sync.store import queries, save
 from testio_sync.store.models import BrokenTest, ExploratoryTest, Product, database
 from testio_sync.sync.context import RunContext
+from testio_sync.sync.removals import removal_refused
 
 PER_PAGE = 25
 WALK_PRIORITY = 10  # above bulk work (bug batches), which keeps priority 0
@@ -193,7 +194,7 @@ class ProductWalk:
         if self.last_test is None:
             return
         gone = self._unseen_above_window()
-        if gone:
+        if gone and self._may_remove(len(gone)):
             save.delete_tests(gone)
             self._removed(len(gone))
 
@@ -201,9 +202,25 @@ class ProductWalk:
         if self.since is not None:
             return
         keep = self.seen | self._tests_near_broken()
+        with database.connection_context():
+            missing = queries.stored_test_ids(self.pid) - keep
+        if not missing or not self._may_remove(len(missing)):
+            return
         removed = save.delete_missing_tests(self.pid, keep)
         if removed:
             self._removed(len(removed))
+
+    def _may_remove(self, count: int) -> bool:
+        """The removal guard: an empty walk, or one removing too many tests, removes none."""
+        listed = len(self.seen) + len(self.broken)
+        return not removal_refused(
+            self.ctx,
+            what="tests",
+            removing=count,
+            stored=len(self.known),
+            listed=listed,
+            product_id=self.pid,
+        )
 
     def _removed(self, count: int) -> None:
         self.ctx.result.tests_removed += count

@@ -12,9 +12,12 @@ from collections.abc import Sequence
 
 from testio_sync.errors import AccessError, ApiError, AuthError, UnknownProductsError
 from testio_sync.store import queries, save
+from testio_sync.store.backups import new_backup_path
+from testio_sync.store.db import backup_database
 from testio_sync.store.models import database
 from testio_sync.sync.context import RunContext
 from testio_sync.sync.pipeline import ProductPipeline, record_api_error
+from testio_sync.sync.removals import removal_refused
 from testio_sync.sync.types import SyncPhase
 
 
@@ -81,13 +84,31 @@ async def run_products(ctx: RunContext) -> None:
     save.save_products(selected, now=ctx.now())
     if wanted is None:
         with database.connection_context():
-            gone = sorted(set(queries.product_ids()) - listed_ids)
-        if gone:
-            save.wipe(gone)
-            ctx.warn(f"Removed {len(gone)} products no longer listed upstream: {gone}")
+            stored = set(queries.product_ids())
+        gone = sorted(stored - listed_ids)
+        if not listed and stored:  # a glitch, not an empty account: keep working on the store
+            removal_refused(ctx, what="products", removing=len(gone), stored=len(stored), listed=0)
+            return
+        if gone and not removal_refused(
+            ctx, what="products", removing=len(gone), stored=len(stored), listed=len(listed)
+        ):
+            remove_products(ctx, gone)
     ctx.product_ids = sorted(int(p["id"]) for p in selected)
     ctx.result.products_synced = len(selected)
     ctx.emit(products_done=len(selected), products_total=len(selected))
+
+
+def remove_products(ctx: RunContext, gone: list[int]) -> None:
+    """Back the store up, then remove products gone upstream with their tests and bugs."""
+    settings = ctx.settings
+    backup = backup_database(
+        settings.db_path, new_backup_path(settings.backups_dir, "before-removal", ctx.now())
+    )
+    save.wipe(gone)
+    ctx.warn(
+        f"Removed {len(gone)} products no longer listed upstream: {gone} "
+        f"(the data before is in {backup})."
+    )
 
 
 async def run_product_pipeline(ctx: RunContext, phases: Sequence[SyncPhase]) -> None:

@@ -15,7 +15,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
 from testio_sync.api.client import ApiClient
@@ -23,7 +22,8 @@ from testio_sync.dates import utc_now
 from testio_sync.errors import SyncLockedError, TestioSyncError
 from testio_sync.settings import Settings
 from testio_sync.store import save
-from testio_sync.store.db import backup_database, open_database
+from testio_sync.store.backups import new_backup_path
+from testio_sync.store.db import backup_database, explain, open_database
 from testio_sync.sync import runs
 from testio_sync.sync.account import check_run_account, remember_account
 from testio_sync.sync.engine import run_sync
@@ -56,8 +56,9 @@ class RowProgress:
             self._pending = None
 
 
-def backup_path_for(settings: Settings, when: datetime) -> Path:
-    return settings.backups_dir / f"cache-before-nuke-{when.strftime('%Y%m%dT%H%M%SZ')}.db"
+def nuke_backup_path(settings: Settings) -> Path:
+    """Where a nuke starting now backs the data up (a fresh name)."""
+    return new_backup_path(settings.backups_dir, "before-nuke", utc_now())
 
 
 def counts_as_full(request: SyncRequest, settings: Settings) -> bool:
@@ -145,7 +146,9 @@ async def _claim_and_run(
         result = _failed(run_id, request, str(exc), started)
     except Exception as exc:  # a job must always leave its row finished, whatever broke
         logger.error("run %s crashed:\n%s", run_id, traceback.format_exc())
-        result = _failed(run_id, request, f"Internal error: {type(exc).__name__}: {exc}", started)
+        result = _failed(
+            run_id, request, f"Internal error: {type(exc).__name__}: {explain(exc)}", started
+        )
     finally:
         await lock.release()
     sink.flush()
@@ -179,8 +182,9 @@ async def _run_locked(
     backup: Path | None = None
     if request.options.nuke:
         # Back up first: whatever happens next, the user keeps a database.
-        backup = backup_database(settings.db_path, backup_path_for(settings, utc_now()))
-        warnings.append(f"Backup of the previous data: {backup}")
+        named = request.options.backup_path
+        dest = Path(named) if named else nuke_backup_path(settings)
+        backup = backup_database(settings.db_path, dest)
         save.wipe(request.scope.product_ids)
     async with ApiClient.from_settings(settings) as client:
         result = await run_sync(

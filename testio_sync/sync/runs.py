@@ -15,6 +15,7 @@ from peewee import DatabaseError
 
 from testio_sync.dates import parse_iso, to_stored
 from testio_sync.errors import StoreError
+from testio_sync.store.db import explain
 from testio_sync.store.models import SyncEvent, SyncMetadata, database
 from testio_sync.sync.types import SyncRequest, SyncResult, SyncStatus
 
@@ -68,7 +69,7 @@ def create_or_attach(
                 enqueue(run_id)
             return run_id, False
     except DatabaseError as exc:
-        raise StoreError(f"Cannot record the sync request: {exc}") from exc
+        raise StoreError(explain(f"Cannot record the sync request: {exc}")) from exc
 
 
 def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:

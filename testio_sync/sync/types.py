@@ -138,20 +138,24 @@ class SyncOptions:
     force_refresh: bool = False
     incremental_only: bool = False
     nuke: bool = False
+    backup_path: str | None = None  # nuke: the backup file its preview announced
 
     def __post_init__(self) -> None:
         if self.nuke and (self.force_refresh or self.incremental_only):
             raise UsageError("nuke already resyncs everything: drop force / incremental-only")
         if self.force_refresh and self.incremental_only:
             raise UsageError("force and incremental-only contradict each other: pick one")
+        if self.backup_path is not None and not self.nuke:
+            raise UsageError("a backup path is only for a nuke")
 
-    def to_dict(self) -> dict[str, bool]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SyncOptions:
         keys = ("force_refresh", "incremental_only", "nuke")
-        return cls(**{k: bool(data.get(k, False)) for k in keys})
+        flags = {k: bool(data.get(k, False)) for k in keys}
+        return cls(**flags, backup_path=data.get("backup_path"))
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,8 @@ class SyncRequest:
                     "leaves no phase to run: the phases asked for refresh none of these",
                     param="entity_types",
                 )
-        if self.options.nuke:
-            phases = SyncPhase.ordered((*phases, *DEFAULT_PHASES))
+        if self.options.nuke:  # it brings back all it deleted, bugs included
+            phases = SyncPhase.ordered((*phases, *DEFAULT_PHASES, SyncPhase.BUGS))
         if not phases:
             raise UsageError("a sync needs at least one phase")
         object.__setattr__(self, "phases", phases)

@@ -1,0 +1,115 @@
+"""Putting a backup back, and setting a damaged database aside, under the sync lock.
+
+Neither opens the live database before checking it with plain SQLite: a
+damaged file is renamed aside (kept, never deleted) and a fresh one takes its
+place, so a backup can always be restored. A healthy file is itself backed up
+before its data is replaced, so a restore can be undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from testio_sync.dates import utc_now
+from testio_sync.errors import StoreError
+from testio_sync.settings import Settings
+from testio_sync.store import queries
+from testio_sync.store.backups import (
+    BackupInfo,
+    damage_of,
+    describe,
+    list_backups,
+    new_backup_path,
+    set_aside,
+)
+from testio_sync.store.db import backup_database, close_database, open_database, restore_entities
+from testio_sync.sync.lock import SyncLock
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did: the backup it used and what it held, and where the old data went."""
+
+    backup: BackupInfo
+    counts: dict[str, int] = field(default_factory=dict)  # the mirror afterwards
+    previous_backup: Path | None = None  # the data from before, backed up first
+    damaged_kept: Path | None = None  # the damaged file, set aside
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backup": self.backup.to_dict(),
+            "counts": self.counts,
+            "previous_backup": str(self.previous_backup) if self.previous_backup else None,
+            "damaged_kept": str(self.damaged_kept) if self.damaged_kept else None,
+        }
+
+
+def pick_backup(settings: Settings, backup: Path | None) -> BackupInfo:
+    """``backup``, or the newest one, with what it holds.
+
+    Raises:
+        StoreError: there is no such backup, or it cannot be read.
+    """
+    if backup is None:
+        found = list_backups(settings.backups_dir)
+        if not found:
+            raise StoreError(f"restore: no backup found in {settings.backups_dir}.")
+        backup = found[-1]
+    if not backup.is_file():
+        raise StoreError(f"restore: no backup at {backup}.")
+    info = describe(backup)
+    if info.problem:
+        raise StoreError(f"restore: the backup {backup} is {info.problem}.")
+    return info
+
+
+def _lock(settings: Settings, what: str) -> SyncLock:
+    settings.ensure_home()
+    return SyncLock(
+        settings.lock_path,
+        run_id=f"{what}-{datetime.now(UTC):%H%M%S}",
+        timeout_s=settings.lock_timeout_s,
+    )
+
+
+def _set_aside_if_damaged(settings: Settings) -> Path | None:
+    if damage_of(settings.db_path) is None:
+        return None
+    close_database(settings.db_path)
+    return set_aside(settings.db_path, utc_now())
+
+
+def _holds_data(path: Path) -> bool:
+    return path.exists() and any((describe(path).counts or {}).values())
+
+
+def set_aside_damaged(settings: Settings) -> Path | None:
+    """Rename a damaged database aside (under the lock); returns its new name, or None.
+
+    Raises:
+        SyncLockedError: a sync holds the lock for longer than the lock wait.
+    """
+    with _lock(settings, "set-aside"):
+        return _set_aside_if_damaged(settings)
+
+
+def restore_backup(settings: Settings, backup: Path | None = None) -> RestoreReport:
+    """Replace the mirrored data with a backup's; the data from before is kept first.
+
+    Raises:
+        StoreError: there is no backup, or it is unusable.
+        SyncLockedError: a sync holds the lock for longer than the lock wait.
+    """
+    report = RestoreReport(backup=pick_backup(settings, backup))
+    with _lock(settings, "restore"):
+        report.damaged_kept = _set_aside_if_damaged(settings)
+        if report.damaged_kept is None and _holds_data(settings.db_path):
+            dest = new_backup_path(settings.backups_dir, "before-restore", utc_now())
+            report.previous_backup = backup_database(settings.db_path, dest)
+        open_database(settings.db_path)
+        restore_entities(report.backup.path, settings.db_path)
+    report.counts = queries.entity_counts()
+    return report
