@@ -25,6 +25,7 @@ from testsupport import make_settings
 from typer.testing import CliRunner
 
 from testio_sync import cli
+from testio_sync.dates import human_time
 from testio_sync.insights.report_html import CSP
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
@@ -218,5 +219,5 @@ def test_html_report_of_one_product_names_it_and_its_numbers(
     assert f'<div class="value">{data["total_bugs"]:,}</div>' in page
     rejection = data["rates"]["rejection_rate"]
     assert f'{rejection["value"]:.1%} <span class="word {rejection["health"]}">' in page
-    assert data["data_as_of"] in page
+    assert human_time(data["data_as_of"]) in page  # the JSON's ISO time, as people read times
     assert 'class="product"' not in page  # one product: no per-product sections
