@@ -18,6 +18,7 @@ from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 from testio_sync.errors import StoreError
 from testio_sync.settings import touch_private
+from testio_sync.store import search_index
 from testio_sync.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from testio_sync.store.models import database
 
@@ -170,6 +171,8 @@ def restore_entities(backup: Path, target: Path) -> None:
             for table in ENTITY_TABLES:
                 conn.execute(f'DELETE FROM main."{table}"')
                 conn.execute(f'INSERT INTO main."{table}" SELECT * FROM backup."{table}"')
+            # The index is rebuilt from the restored rows, not copied: it then matches them.
+            search_index.rebuild(conn)
             conn.execute("COMMIT")
             conn.execute("DETACH DATABASE backup")
         except sqlite3.Error as exc:

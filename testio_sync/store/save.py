@@ -27,6 +27,7 @@ from peewee import Field
 
 from testio_sync.errors import StoreError
 from testio_sync.store import normalize as nz
+from testio_sync.store import search_index
 from testio_sync.store.models import (
     BaseModel,
     BrokenTest,
@@ -144,6 +145,7 @@ def save_products(products: list[dict[str, Any]], *, now: datetime) -> SaveCount
             counts.classify(pid, old.get(pid), text)
             rows.append(row)
         _upsert(P, nz.PRODUCT_FIELDS, rows)
+        _index(counts, "product")
     return counts
 
 
@@ -184,6 +186,8 @@ def save_features(product_id: int, features: list[dict[str, Any]], *, now: datet
         if gone:
             F.delete().where(id_in(F.id, gone)).execute()
         counts.deleted_ids = gone
+        search_index.forget(database, "feature", gone)
+        _index(counts, "feature")
         P.update(features_synced_at=now).where(P.id == product_id).execute()
     return counts
 
@@ -217,6 +221,7 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
             tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
             _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
         _save_users("customer", customers, now)
+        search_index.refresh(database, "test", changed)
     return counts
 
 
@@ -265,19 +270,43 @@ def save_bugs(
         if stale:
             B.delete().where(id_in(B.id, stale)).execute()
         counts.deleted_ids = sorted(stale)
+        search_index.forget(database, "bug", stale)
         # Unchanged bugs are not rewritten: their freshness lives on the test
         # (``bugs_synced_at``), so a bug's ``synced_at`` is when its content last changed.
         _upsert(
             B, nz.BUG_FIELDS, [row for bid, (row, text) in rows.items() if old.get(bid) != text]
         )
         _save_users("tester", testers, now)
+        _index(counts, "bug")
         final = T.status.in_(sorted(nz.FINAL_STATUSES))
         T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
     return counts
 
 
+_IDS = "(SELECT value FROM json_each(?))"
+
+
+def _index(counts: SaveCounts, entity: str) -> None:
+    """Index what a save created or changed; unchanged rows keep their documents."""
+    search_index.refresh(database, entity, counts.new_ids + counts.updated_ids)
+
+
+def _forget_products(ids: list[int]) -> None:
+    """Drop the documents of everything a scoped wipe deletes (before it deletes it)."""
+    scope = [json.dumps(ids)]
+    tests = f"(SELECT id FROM tests WHERE product_id IN {_IDS})"
+    search_index.forget_where(
+        database, "bug", f"product_id IN {_IDS} OR test_id IN {tests}", scope * 2
+    )
+    for entity in ("test", "feature"):
+        search_index.forget_where(database, entity, f"product_id IN {_IDS}", scope)
+    search_index.forget(database, "product", ids)
+
+
 def _delete_tests(test_ids: Sequence[int]) -> int:
     # Children first, explicitly: correct even on a connection without foreign_keys=ON.
+    search_index.forget_where(database, "bug", f"test_id IN {_IDS}", [json.dumps(list(test_ids))])
+    search_index.forget(database, "test", test_ids)
     B.delete().where(id_in(B.test, test_ids)).execute()
     TF.delete().where(id_in(TF.test, test_ids)).execute()
     return int(T.delete().where(id_in(T.id, test_ids)).execute())
@@ -360,6 +389,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
     counts: dict[str, int] = {}
     with database.atomic("IMMEDIATE"):
         if product_ids is None:
+            search_index.forget_all(database)
             for model in (B, TF, T, F, BrokenTest, P, User):  # children first
                 counts[model._meta.table_name] = int(model.delete().execute())
             counts["sync_metadata"] = int(
@@ -376,6 +406,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
             (BrokenTest, id_in(BrokenTest.product_id, ids)),
             (P, id_in(P.id, ids)),
         )
+        _forget_products(ids)
         for model, where in scoped:  # children first
             counts[model._meta.table_name] = int(model.delete().where(where).execute())
     return counts
