@@ -32,6 +32,11 @@ def _json_text(path: str) -> str:
     return f"coalesce((SELECT group_concat(value, {_NL}) FROM json_each(raw, '{path}')), '')"
 
 
+def _plain(key: str) -> str:
+    """A test text field: its plain-text twin, else the markdown one."""
+    return f"coalesce(json_extract(raw, '$.{key}_text'), json_extract(raw, '$.{key}'))"
+
+
 def _lines(*parts: str) -> str:
     return f" || {_NL} || ".join(f"coalesce({p}, '')" for p in parts)
 
@@ -55,11 +60,7 @@ _SHAPES: dict[str, tuple[str, str, str, str, str]] = {
         "product_id",
         "end_at",
         "coalesce(title, '')",
-        _lines(
-            "coalesce(json_extract(raw, '$.goal_text'), json_extract(raw, '$.goal'))",
-            "coalesce(json_extract(raw, '$.instructions_text'), json_extract(raw, '$.instructions'))",
-            "coalesce(json_extract(raw, '$.out_of_scope_text'), json_extract(raw, '$.out_of_scope'))",
-        ),
+        _lines(*(_plain(key) for key in ("goal", "instructions", "out_of_scope"))),
     ),
     # A bug's steps are a list of strings, or one string in the real API: json_each
     # yields the items of a list and the value itself for a string.
