@@ -15,10 +15,12 @@ import typer
 
 from testio_sync.cli.demo import demo
 from testio_sync.cli.report import report
+from testio_sync.cli.search import search
 from testio_sync.cli.serve import serve, worker
 from testio_sync.cli.simulate import SIMULATE_SETTINGS, simulate
 from testio_sync.cli.status import restore, status
 from testio_sync.cli.sync import sync
+from testio_sync.cli.views import list_, show
 
 APP_HELP = """Keep a local SQLite mirror of the TestIO Customer API fresh.
 
@@ -45,8 +47,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (sync, report, demo, status, restore, worker):
+for command in (sync, report, search, show, demo, status, restore, worker):
     app.command()(command)
+app.command(name="list")(list_)
 app.command(context_settings=SIMULATE_SETTINGS)(simulate)
 app.command()(serve)
 

@@ -16,22 +16,44 @@ from testio_sync.cli.support import (
     settings_or_exit,
 )
 from testio_sync.dates import utc_now
-from testio_sync.store import queries
+from testio_sync.store import queries, save
 
 
 def status(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the status as JSON on stdout.")
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Also compare the search index with the data; exit 1 if they differ."
+        ),
+    ] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="With --check: rebuild a differing search index.")
+    ] = False,
 ) -> None:
     """Show the mirror's state: data, freshness, worker, lock, runs. No API calls.
 
     Example:
-        $ testio-sync status --json | jq .counts
+        $ testio-sync status --json | jq .counts && testio-sync status --check
     """
     settings = settings_or_exit()
     with reported_errors():
         data = open_service(settings).status()
+        index = queries.check_search_index() if check else None
+        if index is not None and not index.ok and repair:
+            typer.echo(render.index_check_line(index.to_dict()), err=True)
+            save.rebuild_search_index()
+            index = queries.check_search_index()
+    if index is not None:
+        data["search_index"] = index.to_dict()
+        if not json_output:
+            typer.echo(render.index_check_line(index.to_dict()))
+        if not index.ok:
+            if json_output:
+                typer.echo(render.to_json(data))
+            raise typer.Exit(1)
     if json_output:
         typer.echo(render.to_json(data))
         return

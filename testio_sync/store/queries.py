@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from peewee import JOIN, SQL, Expression, NodeList, PeeweeException, fn
 
 from testio_sync.errors import StoreError
+from testio_sync.store import search_index
 from testio_sync.store.models import (
     BrokenTest,
     Bug,
@@ -361,3 +362,9 @@ def db_file_size(path: Path) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+@store_call("check the search index")
+def check_search_index() -> search_index.IndexCheck:
+    """Compare the full-text index with the rows it must hold (``status --check``)."""
+    return search_index.check(database)

@@ -435,3 +435,10 @@ def touch_product(product_id: int, *, now: datetime, field: str) -> None:
     with database.atomic("IMMEDIATE"):
         if P.update({getattr(P, field): now}).where(P.id == product_id).execute() == 0:
             raise StoreError(f"Product {product_id} is not stored; save the products first.")
+
+
+@store_call("rebuild the search index")
+def rebuild_search_index() -> None:
+    """Index every stored row again, in one transaction (``status --check --repair``)."""
+    with database.atomic("IMMEDIATE"):
+        search_index.rebuild(database)
