@@ -163,7 +163,7 @@ async def test_http_server_serves_on_localhost_and_sigterm_stops_it_and_its_work
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             tools = (await client.list_tools()).tools
             status = await call(client, "get_sync_status")
-        assert len(tools) == 7
+        assert {"sync_data", "search", "get_bug_summary"} <= {t.name for t in tools}
         assert status["worker_alive"] is True
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
