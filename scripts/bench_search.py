@@ -62,21 +62,18 @@ def simulator(scale: str, latency_ms: float) -> Iterator[str]:
 
 
 class IndexMeter:
-    """Times the index writes of the save path, or turns them off (``enabled=False``)."""
-
-    NAMES = ("refresh", "forget", "forget_where", "forget_all")
+    """Times the index upkeep of the save path, or turns it off (``enabled=False``)."""
 
     def __init__(self) -> None:
-        from testio_sync.store import search_index
+        from testio_sync.store import save, search_index
 
-        self.module = search_index
-        self.originals: dict[str, Callable[..., Any]] = {
-            n: getattr(search_index, n) for n in self.NAMES
-        }
         self.enabled = True
         self.seconds = 0.0
-        for name in self.NAMES:
-            setattr(search_index, name, self._wrap(self.originals[name]))
+        targets = [(save, "_index")] + [
+            (search_index, n) for n in ("forget", "forget_where", "forget_all")
+        ]
+        for module, name in targets:
+            setattr(module, name, self._wrap(getattr(module, name)))
 
     def _wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:

@@ -60,6 +60,15 @@ def iso(seconds: int) -> str | None:
     return to_iso(datetime.fromtimestamp(seconds, UTC))
 
 
+def tests_of(world: Any, feature_id: int) -> set[int]:
+    """The tests that link the feature (through any of their test features)."""
+    return {
+        t.id
+        for t in world.tests.values()
+        if any(link.feature_id == feature_id for link in t.features)
+    }
+
+
 def bug_counts(bugs: list[Any]) -> dict[str, Any]:
     by_status = dict.fromkeys(BUCKET.values(), 0)
     for bug in bugs:
@@ -86,9 +95,7 @@ def test_list_features_counts_stories_tests_and_bugs_like_the_simulator(store, s
         assert set(rows) == set(world.features_by_product[pid]) and answer["data_as_of"]
         for fid, row in rows.items():
             feature = world.features[fid]
-            tests = {
-                t.id for t in world.tests.values() if any(l.feature_id == fid for l in t.features)
-            }
+            tests = tests_of(world, fid)
             bugs = [b for b in world.bugs.values() if b.feature_id == fid]
             assert row == {
                 "id": fid,
@@ -107,7 +114,7 @@ def test_a_feature_summary_has_its_stories_tests_and_bug_buckets(store, sim) -> 
     answer = views.feature_summary(fid)
     feature = world.features[fid]
     assert answer["user_stories"] == [story for _, story in feature.user_stories]
-    tests = {t.id for t in world.tests.values() if any(l.feature_id == fid for l in t.features)}
+    tests = tests_of(world, fid)
     assert answer["test_count"] == len(tests)
     assert {t["id"] for t in answer["tests"]} <= tests
     assert_counts(answer["bugs"], [b for b in world.bugs.values() if b.feature_id == fid])

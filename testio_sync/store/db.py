@@ -90,8 +90,11 @@ def ensure_schema(db: SqliteDatabase) -> int:
                     # Another process may have migrated while we waited for the lock.
                     if schema_version(db) >= version:
                         continue
-                    for statement in MIGRATIONS[version - 1]:
-                        db.execute_sql(statement)
+                    for step in MIGRATIONS[version - 1]:
+                        if callable(step):
+                            step(db)
+                        else:
+                            db.execute_sql(step)
                     db.execute_sql(f"PRAGMA user_version = {version}")
             return schema_version(db)
     except (DatabaseError, OperationalError) as exc:

@@ -145,7 +145,7 @@ def save_products(products: list[dict[str, Any]], *, now: datetime) -> SaveCount
             counts.classify(pid, old.get(pid), text)
             rows.append(row)
         _upsert(P, nz.PRODUCT_FIELDS, rows)
-        _index(counts, "product")
+        _index("product", nz.PRODUCT_FIELDS, rows, counts.new_ids + counts.updated_ids)
     return counts
 
 
@@ -187,7 +187,7 @@ def save_features(product_id: int, features: list[dict[str, Any]], *, now: datet
             F.delete().where(id_in(F.id, gone)).execute()
         counts.deleted_ids = gone
         search_index.forget(database, "feature", gone)
-        _index(counts, "feature")
+        _index("feature", nz.FEATURE_FIELDS, rows, counts.new_ids + counts.updated_ids)
         P.update(features_synced_at=now).where(P.id == product_id).execute()
     return counts
 
@@ -221,7 +221,7 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
             tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
             _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
         _save_users("customer", customers, now)
-        search_index.refresh(database, "test", changed)
+        _index("test", nz.TEST_FIELDS, rows, changed, items)
     return counts
 
 
@@ -250,12 +250,14 @@ def save_bugs(
             log.warning("bugs of unknown tests not stored: %s", counts.skipped_ids[:20])
         tests = [tid for tid in wanted if tid in owners]
         rows: dict[int, tuple[Row, str]] = {}
+        payloads: dict[int, dict[str, Any]] = {}
         testers: set[str] = set()
         for tid in tests:
             for bug in bugs_by_test.get(tid) or []:
                 if bug["id"] in rows:
                     continue  # the API files a bug under one test; ignore a repeat
                 rows[bug["id"]] = nz.bug_row(tid, owners[tid], bug, matcher, now)
+                payloads[bug["id"]] = bug
                 if name := nz.author_name(bug):
                     testers.add(name)
         query = B.select(B.id, raw_text(B.raw)).where(id_in(B.test, tests) | id_in(B.id, rows))
@@ -277,7 +279,8 @@ def save_bugs(
             B, nz.BUG_FIELDS, [row for bid, (row, text) in rows.items() if old.get(bid) != text]
         )
         _save_users("tester", testers, now)
-        _index(counts, "bug")
+        fresh = [row for bid, (row, text) in rows.items() if old.get(bid) != text]
+        _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
         final = T.status.in_(sorted(nz.FINAL_STATUSES))
         T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
     return counts
@@ -286,9 +289,28 @@ def save_bugs(
 _IDS = "(SELECT value FROM json_each(?))"
 
 
-def _index(counts: SaveCounts, entity: str) -> None:
-    """Index what a save created or changed; unchanged rows keep their documents."""
-    search_index.refresh(database, entity, counts.new_ids + counts.updated_ids)
+def _index(
+    entity: str,
+    fields: list[Field],
+    rows: Sequence[Row],
+    ids: Iterable[int],
+    payloads: Mapping[int, dict[str, Any]] | None = None,
+) -> None:
+    """Index the rows a save created or changed (``ids``); unchanged rows keep their documents.
+
+    Documents come from the DB-ready rows and the payloads already parsed: the
+    same ``search_index.document`` that rebuilds the index from stored rows.
+    """
+    wanted = set(ids)
+    names = [f.column_name for f in fields]
+    docs = [
+        search_index.document(
+            entity, dict(zip(names, row, strict=True)), payloads[row[0]] if payloads else None
+        )
+        for row in rows
+        if row[0] in wanted
+    ]
+    search_index.index(database, docs)
 
 
 def _forget_products(ids: list[int]) -> None:
