@@ -164,8 +164,12 @@ class SqliteSearch:
             raise
 
 
+@store_call("search the cache")
 def search(request: SearchRequest, backend: SearchBackend | None = None) -> dict[str, Any]:
-    """The search answer: ``total``, ranked ``results`` with snippets, ``data_as_of``."""
+    """The search answer: ``total``, ranked ``results`` with snippets, ``data_as_of``.
+
+    One connection for the whole answer: a new one starts with a cold page cache.
+    """
     total, hits = (backend or SqliteSearch()).search(request)
     results = [
         {

@@ -223,7 +223,12 @@ class Filters:
     dated_from: str | None = None  # inclusive, stored time text
     dated_before: str | None = None  # exclusive
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self) -> tuple[str, str, list[Any]]:
+        """The FROM clause and WHERE condition of the matches, and their parameters.
+
+        Without product or date filters the documents table is not joined: FTS5
+        alone counts and ranks (the entity is the key's remainder).
+        """
         clauses = ["search_fts MATCH ?"]
         params: list[Any] = [self.match]
         if set(self.entities) != set(ENTITIES):
@@ -238,7 +243,10 @@ class Filters:
         if self.dated_before is not None:
             clauses.append("d.dated < ?")
             params.append(self.dated_before)
-        return " AND ".join(clauses), params
+        source = "search_fts"
+        if len(params) > 1:  # CROSS JOIN keeps FTS5 the outer loop: the matches drive the lookups
+            source += " CROSS JOIN search_docs d ON d.rowid = search_fts.rowid"
+        return source, " AND ".join(clauses), params
 
 
 def search(
@@ -246,19 +254,28 @@ def search(
 ) -> tuple[int, list[dict[str, Any]]]:
     """All matches counted, and one page ranked by BM25 (title weighted above body).
 
-    ``ORDER BY rank`` lets FTS5 hand rows over already sorted, so snippets are made
-    for the page only. Raises ``sqlite3.OperationalError`` for a bad MATCH text.
+    The page is ranked on the index alone; snippets and titles are read for the
+    page's rows only. Raises ``sqlite3.OperationalError`` for a bad MATCH text.
     """
-    where, params = filters.where()
+    source, where, params = filters.where()
     cur = _cursor(conn)
-    join = "FROM search_fts JOIN search_docs d ON d.rowid = search_fts.rowid"
-    (total,) = cur.execute(f"SELECT COUNT(*) {join} WHERE {where}", params).fetchone()
-    rows = cur.execute(
-        "SELECT d.entity, d.entity_id, d.title,"
-        f" snippet(search_fts, -1, ?, ?, '…', {SNIPPET_WORDS}), rank, d.product_id, d.dated"
-        f" {join} WHERE {where} AND rank MATCH 'bm25({TITLE_WEIGHT}, {BODY_WEIGHT})'"
-        " ORDER BY rank LIMIT ? OFFSET ?",
-        [*marks, *params, limit, offset],
+    (total,) = cur.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", params).fetchone()
+    ranked = cur.execute(
+        f"SELECT search_fts.rowid, bm25(search_fts, {TITLE_WEIGHT}, {BODY_WEIGHT}) AS score"
+        f" FROM {source} WHERE {where} ORDER BY score, search_fts.rowid LIMIT ? OFFSET ?",
+        [*params, limit, offset],
     ).fetchall()
-    keys = ("entity", "id", "title", "snippet", "rank", "product_id", "dated")
-    return int(total), [dict(zip(keys, row, strict=True)) for row in rows]
+    if not ranked:
+        return int(total), []
+    details = cur.execute(
+        "SELECT d.rowid, d.entity, d.entity_id, d.title,"
+        f" snippet(search_fts, -1, ?, ?, '…', {SNIPPET_WORDS}), d.product_id, d.dated"
+        " FROM search_fts JOIN search_docs d ON d.rowid = search_fts.rowid"
+        f" WHERE search_fts MATCH ? AND search_fts.rowid IN {_IDS}",
+        [*marks, filters.match, json.dumps([key for key, _ in ranked])],
+    )
+    by_key = {row[0]: row[1:] for row in details.fetchall()}
+    keys = ("entity", "id", "title", "snippet", "product_id", "dated")
+    return int(total), [
+        {**dict(zip(keys, by_key[key], strict=True)), "rank": score} for key, score in ranked
+    ]
