@@ -60,7 +60,7 @@ def iso(seconds: int) -> str | None:
     return to_iso(datetime.fromtimestamp(seconds, UTC))
 
 
-def tests_of(world: Any, feature_id: int) -> set[int]:
+def linked_tests(world: Any, feature_id: int) -> set[int]:
     """The tests that link the feature (through any of their test features)."""
     return {
         t.id
@@ -95,7 +95,7 @@ def test_list_features_counts_stories_tests_and_bugs_like_the_simulator(store, s
         assert set(rows) == set(world.features_by_product[pid]) and answer["data_as_of"]
         for fid, row in rows.items():
             feature = world.features[fid]
-            tests = tests_of(world, fid)
+            tests = linked_tests(world, fid)
             bugs = [b for b in world.bugs.values() if b.feature_id == fid]
             assert row == {
                 "id": fid,
@@ -114,7 +114,7 @@ def test_a_feature_summary_has_its_stories_tests_and_bug_buckets(store, sim) -> 
     answer = views.feature_summary(fid)
     feature = world.features[fid]
     assert answer["user_stories"] == [story for _, story in feature.user_stories]
-    tests = tests_of(world, fid)
+    tests = linked_tests(world, fid)
     assert answer["test_count"] == len(tests)
     assert {t["id"] for t in answer["tests"]} <= tests
     assert_counts(answer["bugs"], [b for b in world.bugs.values() if b.feature_id == fid])
@@ -253,7 +253,7 @@ async def test_the_mcp_tools_answer_the_views_and_refuse_unknown_ids(store, sim)
         )
         for tool, args in (
             ("get_bug_summary", {"bug_id": 1}),
-            ("get_user_summary", {"name": "Nobody Atall"}),
+            ("get_user_summary", {"user": "Nobody Atall"}),
             ("search", {"query": "a AND", "mode": "raw"}),
             ("search", {"query": "x", "limit": 0}),
         ):

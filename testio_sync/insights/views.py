@@ -58,6 +58,15 @@ def _page(limit: int, offset: int) -> None:
         raise UsageError("offset must be 0 or more")
 
 
+def _paged(name: str, items: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    """One page of ``items`` under ``name``, the total, and the next offset if any."""
+    page = items[offset : offset + limit]
+    out: dict[str, Any] = {name: page, "total": len(items), "offset": offset}
+    if offset + len(page) < len(items):
+        out["next_offset"] = offset + len(page)
+    return out
+
+
 def _bug_counts(where: str, params: Sequence[Any]) -> dict[str, Any]:
     """Bugs by status bucket and by severity, with the rates of the quality report."""
     by_status = dict.fromkeys(STATUS_BUCKETS, 0)
@@ -112,21 +121,13 @@ def list_features(
         "   GROUP BY feature_id) b ON b.feature_id = f.id"
         f" WHERE f.product_id = ? ORDER BY {order}"
     )
-    rows = _rows(sql, [product_id] * 3)
-    page = rows[offset : offset + limit]
-    out: dict[str, Any] = {
+    keys = ("id", "title", "user_stories", "tests", "bugs")
+    rows = [dict(zip(keys, row, strict=True)) for row in _rows(sql, [product_id] * 3)]
+    return {
         "product_id": product_id,
-        "features": [
-            {"id": fid, "title": title, "user_stories": stories, "tests": tests, "bugs": bugs}
-            for fid, title, stories, tests, bugs in page
-        ],
-        "total": len(rows),
-        "offset": offset,
+        **_paged("features", rows, limit, offset),
+        "data_as_of": _as_of([product_id]),
     }
-    if offset + len(page) < len(rows):
-        out["next_offset"] = offset + len(page)
-    out["data_as_of"] = _as_of([product_id])
-    return out
 
 
 @store_call("read a feature")
@@ -248,12 +249,7 @@ def list_users(
         users.sort(key=_activity, reverse=True)
     elif sort_by == "last_seen":
         users.sort(key=lambda u: u["last_seen"] or "", reverse=True)
-    page = users[offset : offset + limit]
-    out: dict[str, Any] = {"users": page, "total": len(users), "offset": offset}
-    if offset + len(page) < len(users):
-        out["next_offset"] = offset + len(page)
-    out["data_as_of"] = _as_of(product_ids)
-    return out
+    return {**_paged("users", users, limit, offset), "data_as_of": _as_of(product_ids)}
 
 
 @store_call("read a user")

@@ -387,10 +387,10 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
                 )
             )
 
-    def get_user_summary(name: str) -> CallToolResult:
-        """One user's activity, products and their bugs' acceptance and rejection rates."""
+    def get_user_summary(user: str) -> CallToolResult:
+        """One user (by name): activity, products, their bugs' acceptance and rejection rates."""
         with tool_errors(settings):
-            return answer(views.user_summary(name))
+            return answer(views.user_summary(user))
 
     def get_bug_summary(bug_id: int) -> CallToolResult:
         """One cached bug in full: steps, results, devices, feature, test, reporter, comments."""

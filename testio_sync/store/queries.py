@@ -366,5 +366,10 @@ def db_file_size(path: Path) -> int:
 
 @store_call("check the search index")
 def check_search_index() -> search_index.IndexCheck:
-    """Compare the full-text index with the rows it must hold (``status --check``)."""
-    return search_index.check(database)
+    """Compare the full-text index with the rows it must hold (``status --check``).
+
+    Under the write lock: a sync committing between the reads would look like drift,
+    and FTS5's integrity check is itself a write statement.
+    """
+    with database.atomic("IMMEDIATE"):
+        return search_index.check(database)
