@@ -79,7 +79,9 @@ def stored_documents(conn: Any, entity: str) -> Iterator[Doc]:
     """The documents of every stored row of ``entity``, from its columns and raw."""
     cols = COLUMNS_READ[entity]
     names = ", ".join(f'"{c}"' for c in cols)
-    for values in _cursor(conn).execute(f'SELECT {names} FROM "{TABLES[entity]}"').fetchall():
+    rows = _cursor(conn)
+    rows.execute(f'SELECT {names} FROM "{TABLES[entity]}"')
+    for values in rows:  # streamed: a large store's raw payloads need not fit in memory
         row = dict(zip(cols, values, strict=True))
         yield document(entity, row, json.loads(row["raw"]) if "raw" in row else None)
 
