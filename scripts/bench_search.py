@@ -89,8 +89,8 @@ class IndexMeter:
         return timed
 
 
-def one_sync(base_url: str, home: Path) -> float:
-    """Wall seconds of an initial sync with bugs into an empty home, in this process."""
+def one_sync(base_url: str, home: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of an initial sync with bugs into an empty home, in this process."""
     from testio_sync.service import SyncService
     from testio_sync.settings import Secret, Settings
     from testio_sync.store.db import close_database
@@ -100,33 +100,36 @@ def one_sync(base_url: str, home: Path) -> float:
         home=home, api_base_url=base_url, api_token=Secret(TOKEN), refresh_interval_s=0
     )
     service = SyncService(settings)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = service.execute_sync((*DEFAULT_PHASES, SyncPhase.BUGS), allow_in_process=True).wait(
         900
     )
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if result.status.value != "succeeded":
         raise SystemExit(f"sync {result.status.value}: {result.errors[:3]}")
     close_database(settings.db_path)
-    return wall
+    return wall, cpu
 
 
 def bench_sync(base_url: str, root: Path, tries: int) -> tuple[dict[str, Any], Path]:
     meter = IndexMeter()
     walls: dict[bool, list[float]] = {True: [], False: []}
+    cpus: dict[bool, list[float]] = {True: [], False: []}
     index_s: list[float] = []
     last_home = root
     for attempt in range(tries):
         for enabled in (True, False) if attempt % 2 == 0 else (False, True):
             meter.enabled, meter.seconds = enabled, 0.0
             home = root / f"sync-{attempt}-{'with' if enabled else 'without'}"
-            walls[enabled].append(one_sync(base_url, home))
+            wall, cpu = one_sync(base_url, home)
+            walls[enabled].append(wall)
+            cpus[enabled].append(cpu)
             if enabled:
                 index_s.append(meter.seconds)
                 last_home = home
             print(
                 f"  sync {attempt + 1} {'with' if enabled else 'without'} index: "
-                f"{walls[enabled][-1]:.2f} s",
+                f"{wall:.2f} s, CPU {cpu:.2f} s",
                 file=sys.stderr,
             )
     meter.enabled = True
@@ -137,6 +140,9 @@ def bench_sync(base_url: str, root: Path, tries: int) -> tuple[dict[str, Any], P
         "overhead": round(with_s / without_s - 1, 3),
         "index_writes_s": round(statistics.median(index_s), 2),
         "index_share": round(statistics.median(index_s) / with_s, 3),
+        "cpu_with_s": round(statistics.median(cpus[True]), 2),
+        "cpu_without_s": round(statistics.median(cpus[False]), 2),
+        "load_average": round(os.getloadavg()[0], 1),
         "runs_with": [round(w, 2) for w in walls[True]],
         "runs_without": [round(w, 2) for w in walls[False]],
     }
@@ -236,7 +242,9 @@ def report(query_figures: dict[str, Any], sync_figures: dict[str, Any] | None, a
             f"{args.tries}: with index {sync_figures['with_index_s']} s, without "
             f"{sync_figures['without_index_s']} s: {sync_figures['overhead']:+.1%} "
             f"(target <= +{SYNC_OVERHEAD:.0%}); index writes "
-            f"{sync_figures['index_writes_s']} s ({sync_figures['index_share']:.1%} of the sync)"
+            f"{sync_figures['index_writes_s']} s ({sync_figures['index_share']:.1%} of the sync); "
+            f"CPU {sync_figures['cpu_with_s']} s vs {sync_figures['cpu_without_s']} s; "
+            f"load average {sync_figures['load_average']}"
         )
     print("OK" if ok else "TARGET MISSED")
     return 0 if ok else 1

@@ -272,8 +272,10 @@ def search(
     details = cur.execute(
         "SELECT d.rowid, d.entity, d.entity_id, d.title,"
         f" snippet(search_fts, -1, ?, ?, '…', {SNIPPET_WORDS}), d.product_id, d.dated"
-        " FROM search_fts JOIN search_docs d ON d.rowid = search_fts.rowid"
-        f" WHERE search_fts MATCH ? AND search_fts.rowid IN {_IDS}",
+        " FROM search_fts CROSS JOIN search_docs d ON d.rowid = search_fts.rowid"
+        # "+" keeps the page's keys a filter on one pass over the matches: as an index
+        # constraint, FTS5 would run the whole query again for every key.
+        f" WHERE search_fts MATCH ? AND +search_fts.rowid IN {_IDS}",
         [*marks, filters.match, json.dumps([key for key, _ in ranked])],
     )
     by_key = {row[0]: row[1:] for row in details.fetchall()}
