@@ -303,9 +303,10 @@ def _index(
     """
     wanted = set(ids)
     names = [f.column_name for f in fields]
+    read = [(c, names.index(c)) for c in search_index.COLUMNS_READ[entity] if c != "raw"]
     docs = [
         search_index.document(
-            entity, dict(zip(names, row, strict=True)), payloads[row[0]] if payloads else None
+            entity, {c: row[i] for c, i in read}, payloads[row[0]] if payloads else None
         )
         for row in rows
         if row[0] in wanted
