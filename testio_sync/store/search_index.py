@@ -37,42 +37,42 @@ COLUMNS_READ = {
 }
 
 
-def _text(*parts: Any) -> str:
-    return "\n".join(str(p) for p in parts if p not in (None, ""))
+def _text(parts: Iterable[Any]) -> str:
+    """Non-empty parts, one per line (lists of strings come flattened by the caller)."""
+    return "\n".join([p if isinstance(p, str) else str(p) for p in parts if p])
 
 
-def _strings(value: Any) -> list[str]:
+def _lines(value: Any) -> list[Any]:
     """A list of strings, or one string (a bug's steps in the real API), as lines."""
-    if isinstance(value, list):
-        return [str(v) for v in value if v not in (None, "")]
-    return [str(value)] if value not in (None, "") else []
-
-
-def _plain(raw: Mapping[str, Any], key: str) -> Any:
-    """A test text field: its plain-text twin, else the markdown one."""
-    return raw.get(f"{key}_text") or raw.get(key)
+    return value if isinstance(value, list) else [value]
 
 
 def document(entity: str, row: Mapping[str, Any], raw: Mapping[str, Any] | None = None) -> Doc:
     """The indexed form of one row: key, entity, id, product, date, title, body.
 
     ``row`` maps the columns of ``COLUMNS_READ`` to their stored values; ``raw``
-    is the parsed payload (tests and bugs read their texts from it).
+    is the parsed payload (tests and bugs read their texts from it). Called once
+    per written row during a sync, so it stays plain.
     """
     eid, raw = int(row["id"]), raw or {}
     key = eid * 4 + KINDS[entity]
-    if entity == "product":
-        return (key, entity, eid, eid, None, row["name"] or "", _text(row["description"]))
+    if entity == "bug":
+        body = _text(
+            [*_lines(raw.get("steps")), raw.get("actual_result"), raw.get("expected_result")]
+        )
+        return (key, entity, eid, row["product_id"], row["reported_at"], row["title"] or "", body)
+    if entity == "test":
+        # A test text field: its plain-text twin, else the markdown one.
+        body = _text(
+            raw.get(f"{k}_text") or raw.get(k) for k in ("goal", "instructions", "out_of_scope")
+        )
+        return (key, entity, eid, row["product_id"], row["end_at"], row["title"] or "", body)
     if entity == "feature":
         stories = row["user_stories"]
         stories = json.loads(stories) if isinstance(stories, str) else stories
-        body = _text(row["description"], row["howtofind"], *_strings(stories))
+        body = _text([row["description"], row["howtofind"], *_lines(stories)])
         return (key, entity, eid, row["product_id"], None, row["title"] or "", body)
-    if entity == "test":
-        body = _text(*(_plain(raw, k) for k in ("goal", "instructions", "out_of_scope")))
-        return (key, entity, eid, row["product_id"], row["end_at"], row["title"] or "", body)
-    body = _text(*_strings(raw.get("steps")), raw.get("actual_result"), raw.get("expected_result"))
-    return (key, entity, eid, row["product_id"], row["reported_at"], row["title"] or "", body)
+    return (key, entity, eid, eid, None, row["name"] or "", _text([row["description"]]))
 
 
 def stored_documents(conn: Any, entity: str) -> Iterator[Doc]:
