@@ -48,17 +48,15 @@ def status(
             index = queries.check_search_index()
     if index is not None:
         data["search_index"] = index.to_dict()
-        if not json_output:
-            typer.echo(render.index_check_line(index.to_dict()))
-        if not index.ok:
-            if json_output:
-                typer.echo(render.to_json(data))
-            raise typer.Exit(1)
     if json_output:
         typer.echo(render.to_json(data))
-        return
-    for line in render.status_lines(data, now=utc_now()):
-        typer.echo(line)
+    else:
+        for line in render.status_lines(data, now=utc_now()):
+            typer.echo(line)
+        if index is not None:
+            typer.echo(render.index_check_line(index.to_dict()))
+    if index is not None and not index.ok:
+        raise typer.Exit(1)
 
 
 def restore(

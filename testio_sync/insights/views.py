@@ -179,10 +179,10 @@ SELECT kind, name, SUM(bugs), SUM(created), SUM(submitted), MIN(at), MAX(at) FRO
   SELECT 'tester' AS kind, author_name AS name, 1 AS bugs, 0 AS created, 0 AS submitted,
          reported_at AS at FROM bugs WHERE author_name IS NOT NULL AND {bug_scope}
   UNION ALL
-  SELECT 'customer', created_by, 0, 1, 0, coalesce(end_at, start_at) FROM tests
+  SELECT 'customer', created_by, 0, 1, 0, start_at FROM tests
    WHERE created_by IS NOT NULL AND {test_scope}
   UNION ALL
-  SELECT 'customer', submitted_by, 0, 0, 1, coalesce(end_at, start_at) FROM tests
+  SELECT 'customer', submitted_by, 0, 0, 1, start_at FROM tests
    WHERE submitted_by IS NOT NULL AND {test_scope}
 ) GROUP BY kind, name
 """
@@ -200,7 +200,7 @@ _USER_KEYS = (
 def _user_rows(product_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     """Every tester (bug author) and customer user (test creator or submitter) in scope.
 
-    First and last seen are their activity dates: bug reports, or test ends.
+    First and last seen are their activity dates: bug reports, or test starts.
     """
     if product_ids is None:
         sql, params = _USERS_SQL.format(bug_scope="1", test_scope="1"), []
