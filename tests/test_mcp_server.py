@@ -48,7 +48,17 @@ READ_TOOLS = {
     "list_tests",
     "get_test_summary",
     "list_bugs",
+    "search",
+    "list_features",
+    "get_feature_summary",
+    "list_users",
+    "get_user_summary",
+    "get_bug_summary",
+    "get_product_summary",
 }
+# The analytics tool, registered beside these; its 1,500 characters are kept free.
+ANALYTICS = {"query_metrics"}
+ANALYTICS_ROOM = 1_500
 EXECUTED = ("running", "locked", "archived", "customer_finalized")
 
 
@@ -97,6 +107,16 @@ def tool_dicts(tools: list[Any]) -> list[dict[str, Any]]:
     return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
 
 
+def schema_titles(schema: Any) -> list[str]:
+    """Pydantic's generated ``title`` keys left in a schema (a sort value "title" is not one)."""
+    if isinstance(schema, dict):
+        own = [schema["title"]] if isinstance(schema.get("title"), str) else []
+        return own + [t for value in schema.values() for t in schema_titles(value)]
+    if isinstance(schema, list):
+        return [t for item in schema for t in schema_titles(item)]
+    return []
+
+
 def sentences(text: str) -> int:
     return len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s])
 
@@ -106,21 +126,24 @@ def sentences(text: str) -> int:
 
 @pytest.mark.anyio
 async def test_tool_list_stays_within_its_token_budget(settings: Settings) -> None:
-    """Whole tools/list <= 12,000 chars of JSON, sync_data <= 2,000, short descriptions."""
+    """Whole tools/list <= 14,000 chars of JSON (room kept for the analytics tool),
+    sync_data <= 2,000, short descriptions."""
     async with connected(settings) as client:
         tools = (await client.list_tools()).tools
     entries = {t["name"]: t for t in tool_dicts(tools)}
 
-    assert set(entries) == READ_TOOLS | {"sync_data"}
-    assert len(json.dumps(list(entries.values()))) <= 12_000
+    assert set(entries) - ANALYTICS == READ_TOOLS | {"sync_data"}
+    assert len(json.dumps(list(entries.values()))) <= 14_000
+    ours = [entry for name, entry in entries.items() if name not in ANALYTICS]
+    assert len(json.dumps(ours)) <= 14_000 - ANALYTICS_ROOM
     assert len(json.dumps(entries["sync_data"])) <= 2_000
     for name, entry in entries.items():
-        assert re.fullmatch(r"[a-z]+(_[a-z]+)+", name)
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)*", name)  # `search` is one word
         assert 1 <= sentences(entry["description"]) <= 3, name
         assert "outputSchema" not in entry
-        assert '"title"' not in json.dumps(entry["inputSchema"]), name
+        assert not schema_titles(entry["inputSchema"]), name
         read_only = entry["annotations"].get("readOnlyHint")
-        assert read_only is (name in READ_TOOLS), name
+        assert read_only is (name in READ_TOOLS | ANALYTICS), name
     assert entries["sync_data"]["annotations"]["destructiveHint"] is False
     report = entries["get_product_quality_report"]
     assert "mirror" in report["description"] and "refetched" in report["description"]

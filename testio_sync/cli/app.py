@@ -18,10 +18,12 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from testio_sync.cli.backups import backups
 from testio_sync.cli.demo import demo
 from testio_sync.cli.report import report
+from testio_sync.cli.search import search
 from testio_sync.cli.serve import serve, worker
 from testio_sync.cli.simulate import SIMULATE_SETTINGS, simulate
 from testio_sync.cli.status import restore, status
 from testio_sync.cli.sync import sync
+from testio_sync.cli.views import list_, show
 
 APP_HELP = """Keep a local SQLite mirror of the TestIO Customer API fresh.
 
@@ -113,7 +115,10 @@ def main_options(
 
 
 # In the order a user needs them: sync, look, report, recover; tools last.
-for command in (sync, status, report, restore, backups, worker, serve):
+for command in (sync, status, report, search, show):
+    app.command(cls=PlainCommand)(command)
+app.command(cls=PlainCommand, name="list")(list_)
+for command in (restore, backups, worker, serve):
     app.command(cls=PlainCommand)(command)
 app.command(cls=PlainCommand)(demo)
 app.command(cls=PlainCommand, context_settings=SIMULATE_SETTINGS)(simulate)

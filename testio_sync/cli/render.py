@@ -428,3 +428,16 @@ def nuke_preview_lines(preview: Mapping[str, Any]) -> list[str]:
         f"Database: {preview['database']} ({format_bytes(preview['database_bytes'])})",
         f"Backup first to: {preview['backup_path']}",
     ]
+
+
+def index_check_line(check: Mapping[str, Any]) -> str:
+    """``status --check``: whether the search index matches the data, and how not."""
+    if check["ok"]:
+        return f"Search index: ok ({check['documents']:,} documents match the data)."
+    problems = [f"{check[k]:,} {k}" for k in ("missing", "stale", "changed") if check[k]]
+    if not check["fts_ok"]:
+        problems.append("word index differs from its documents")
+    return (
+        f"Search index: DIFFERS from the data ({', '.join(problems)}); "
+        "`testio-sync status --check --repair` rebuilds it."
+    )

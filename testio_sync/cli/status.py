@@ -18,6 +18,7 @@ from testio_sync.cli.support import (
 )
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
+from testio_sync.store import queries, save
 from testio_sync.store.backups import damage_of, describe, list_backups
 from testio_sync.sync.restore import pick_backup, restore_backup
 
@@ -34,13 +35,22 @@ def status(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the status as JSON on stdout.")
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Also compare the search index with the data; exit 1 if they differ."
+        ),
+    ] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="With --check: rebuild a differing search index.")
+    ] = False,
 ) -> None:
     """Show the mirror's state: data, freshness, worker, lock, runs. No API calls.
 
     With RUN_ID (printed by `sync --no-wait`), show that one run instead.
 
     Example:
-        $ testio-sync status --json | jq .counts
+        $ testio-sync status --json | jq .counts && testio-sync status --check
         $ testio-sync status 3f2a9c01b7e4 --json
     """
     settings = settings_or_exit(create_home=False)
@@ -50,11 +60,22 @@ def status(
         return
     with reported_errors():
         data = open_service(settings).status()
+        index = queries.check_search_index() if check else None
+        if index is not None and not index.ok and repair:
+            typer.echo(render.index_check_line(index.to_dict()), err=True)
+            save.rebuild_search_index()
+            index = queries.check_search_index()
+    if index is not None:
+        data["search_index"] = index.to_dict()
     if json_output:
         typer.echo(render.to_json(data))
-        return
-    for line in render.status_lines(data, now=utc_now()):
-        typer.echo(line)
+    else:
+        for line in render.status_lines(data, now=utc_now()):
+            typer.echo(line)
+        if index is not None:
+            typer.echo(render.index_check_line(index.to_dict()))
+    if index is not None and not index.ok:
+        raise typer.Exit(1)
 
 
 def show_run(settings: Settings, run_id: str, *, json_output: bool) -> None:

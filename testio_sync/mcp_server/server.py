@@ -1,4 +1,4 @@
-"""The MCP server: seven slim tools, two prompts and a resource over the service and store.
+"""The MCP server: slim tools (sync, report, search, views), two prompts and a resource.
 
 Tools validate, call one library function (``mcp_tools``, ``report``,
 ``SyncService``) and return compact JSON with the same dict as structured
@@ -40,7 +40,8 @@ from testio_sync.errors import (
     TestioSyncError,
     UsageError,
 )
-from testio_sync.insights import report
+from testio_sync.insights import report, views
+from testio_sync.insights import search as full_text
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
@@ -72,6 +73,7 @@ Ids = list[int]
 Limit = Annotated[int, Field(ge=1, le=100)]
 Offset = Annotated[int, Field(ge=0)]
 Day = Annotated[str | None, Field(description="YYYY-MM-DD or e.g. '30 days ago'")]
+Entity = Literal["product", "feature", "test", "bug"]
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ class WorkerKeeper:
 
 
 def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> MCPServer:
-    """The MCP server with its seven tools; ``worker`` (if given) is kept alive for syncs."""
+    """The MCP server with its tools; ``worker`` (if given) is kept alive for syncs."""
     service = SyncService(settings)
     locks = EntityLocks()
     reads = ReadThrough(settings, locks=locks)
@@ -362,6 +364,86 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
             warnings = await reads.bugs(test_ids, product_ids)
             return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
+    def search(
+        query: str,
+        entities: list[Entity] | None = None,
+        product_ids: Ids | None = None,
+        start_date: Day = None,
+        end_date: Day = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        mode: Literal["simple", "raw"] = "simple",
+    ) -> CallToolResult:
+        """Full-text search of cached products, features, tests and bugs, best first, snippets
+        with matches in **bold**. mode simple: words, "quoted phrases", last word a prefix;
+        raw: FTS5 syntax (AND, OR, NOT, NEAR, prefix*); dates filter test ends and bug reports.
+        """
+        with tool_errors(settings):
+            request = full_text.SearchRequest.parse(
+                query,
+                mode=mode,
+                entities=entities,
+                product_ids=product_ids,
+                start_date=start_date,
+                end_date=end_date,
+                limit=limit,
+                offset=offset,
+            )
+            return answer(full_text.search(request))
+
+    def list_features(
+        product_id: int,
+        sort_by: Literal["title", "tests", "bugs"] = "title",
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> CallToolResult:
+        """List a cached product's features with user-story, test and bug counts."""
+        with tool_errors(settings):
+            return answer(
+                views.list_features(product_id, sort_by=sort_by, limit=limit, offset=offset)
+            )
+
+    def get_feature_summary(feature_id: int) -> CallToolResult:
+        """One cached feature: text, user stories, its tests, bug counts by status and severity."""
+        with tool_errors(settings):
+            return answer(views.feature_summary(feature_id))
+
+    def list_users(
+        kind: Literal["tester", "customer"] | None = None,
+        days: Annotated[int | None, Field(ge=1, description="active in the last N days")] = None,
+        product_ids: Ids | None = None,
+        sort_by: Literal["activity", "name", "last_seen"] = "activity",
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> CallToolResult:
+        """List testers (bug authors) and customer users (test creators/submitters), by activity."""
+        with tool_errors(settings):
+            return answer(
+                views.list_users(
+                    kind=kind,
+                    days=days,
+                    product_ids=product_ids,
+                    sort_by=sort_by,
+                    limit=limit,
+                    offset=offset,
+                )
+            )
+
+    def get_user_summary(user: str) -> CallToolResult:
+        """One user (by name): activity, products, their bugs' acceptance and rejection rates."""
+        with tool_errors(settings):
+            return answer(views.user_summary(user))
+
+    def get_bug_summary(bug_id: int) -> CallToolResult:
+        """One cached bug in full: steps, results, devices, feature, test, reporter, comments."""
+        with tool_errors(settings):
+            return answer(views.bug_summary(bug_id))
+
+    def get_product_summary(product_id: int) -> CallToolResult:
+        """A cached product's sections, feature, test and bug counts, recent tests, freshness."""
+        with tool_errors(settings):
+            return answer(views.product_summary(product_id))
+
     tools = [
         slim_tool(sync_data, SYNC),
         slim_tool(get_sync_status, READ_ONLY),
@@ -370,6 +452,13 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         slim_tool(list_tests, READ_ONLY),
         slim_tool(get_test_summary, READ_ONLY),
         slim_tool(list_bugs, READ_ONLY),
+        slim_tool(search, READ_ONLY),
+        slim_tool(list_features, READ_ONLY),
+        slim_tool(get_feature_summary, READ_ONLY),
+        slim_tool(list_users, READ_ONLY),
+        slim_tool(get_user_summary, READ_ONLY),
+        slim_tool(get_bug_summary, READ_ONLY),
+        slim_tool(get_product_summary, READ_ONLY),
     ]
     server = TestioMCPServer(
         SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), tools=tools

@@ -18,6 +18,7 @@ from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 from testio_sync.errors import StoreError
 from testio_sync.settings import touch_private
+from testio_sync.store import search_index
 from testio_sync.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from testio_sync.store.models import database
 
@@ -97,8 +98,11 @@ def ensure_schema(db: SqliteDatabase) -> int:
                     # Another process may have migrated while we waited for the lock.
                     if schema_version(db) >= version:
                         continue
-                    for statement in MIGRATIONS[version - 1]:
-                        db.execute_sql(statement)
+                    for step in MIGRATIONS[version - 1]:
+                        if callable(step):
+                            step(db)
+                        else:
+                            db.execute_sql(step)
                     db.execute_sql(f"PRAGMA user_version = {version}")
             return schema_version(db)
     except (DatabaseError, OperationalError) as exc:
@@ -195,6 +199,8 @@ def restore_entities(backup: Path, target: Path) -> None:
             for table in ENTITY_TABLES:
                 conn.execute(f'DELETE FROM main."{table}"')
                 conn.execute(f'INSERT INTO main."{table}" SELECT * FROM backup."{table}"')
+            # The index is rebuilt from the restored rows, not copied: it then matches them.
+            search_index.rebuild(conn)
             conn.execute("COMMIT")
             conn.execute("DETACH DATABASE backup")
         except sqlite3.Error as exc:

@@ -7,6 +7,13 @@ version reached. Steps are frozen once released: change the schema by adding one
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from testio_sync.store import search_index
+
+Step = str | Callable[[Any], None]
+
 _V1 = [
     'CREATE TABLE "products" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL,'
     ' "type" TEXT, "description" TEXT, "is_sectioned" INTEGER NOT NULL,'
@@ -75,5 +82,10 @@ _V2 = [
 # store may hold only the newest pages (a first walk was killed): walk to the end.
 _V3 = ['ALTER TABLE "products" ADD COLUMN "tests_complete_at" TEXT']
 
-MIGRATIONS: tuple[list[str], ...] = (_V1, _V2, _V3)
+# Version 4: the full-text index (``search_index``), built from the rows already stored.
+# A step is SQL text or a function of the database (here: index what is stored).
+# A later change to the indexed text needs its own step that runs ``search_index.rebuild``.
+_V4: list[Step] = [*search_index.CREATE, search_index.rebuild]
+
+MIGRATIONS: tuple[Sequence[Step], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)

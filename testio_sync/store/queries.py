@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from peewee import JOIN, SQL, Expression, NodeList, PeeweeException, fn
 
 from testio_sync.errors import StoreError
+from testio_sync.store import search_index
 from testio_sync.store.db import explain
 from testio_sync.store.models import (
     BrokenTest,
@@ -342,3 +343,14 @@ def db_file_size(path: Path) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+@store_call("check the search index")
+def check_search_index() -> search_index.IndexCheck:
+    """Compare the full-text index with the rows it must hold (``status --check``).
+
+    Under the write lock: a sync committing between the reads would look like drift,
+    and FTS5's integrity check is itself a write statement.
+    """
+    with database.atomic("IMMEDIATE"):
+        return search_index.check(database)

@@ -27,6 +27,7 @@ from peewee import Field
 
 from testio_sync.errors import StoreError
 from testio_sync.store import normalize as nz
+from testio_sync.store import search_index
 from testio_sync.store.models import (
     BaseModel,
     BrokenTest,
@@ -144,6 +145,7 @@ def save_products(products: list[dict[str, Any]], *, now: datetime) -> SaveCount
             counts.classify(pid, old.get(pid), text)
             rows.append(row)
         _upsert(P, nz.PRODUCT_FIELDS, rows)
+        _index("product", nz.PRODUCT_FIELDS, rows, counts.new_ids + counts.updated_ids)
     return counts
 
 
@@ -184,6 +186,8 @@ def save_features(product_id: int, features: list[dict[str, Any]], *, now: datet
         if gone:
             F.delete().where(id_in(F.id, gone)).execute()
         counts.deleted_ids = gone
+        search_index.forget(database, "feature", gone)
+        _index("feature", nz.FEATURE_FIELDS, rows, counts.new_ids + counts.updated_ids)
         P.update(features_synced_at=now).where(P.id == product_id).execute()
     return counts
 
@@ -217,6 +221,7 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
             tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
             _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
         _save_users("customer", customers, now)
+        _index("test", nz.TEST_FIELDS, rows, changed, items)
     return counts
 
 
@@ -245,12 +250,14 @@ def save_bugs(
             log.warning("bugs of unknown tests not stored: %s", counts.skipped_ids[:20])
         tests = [tid for tid in wanted if tid in owners]
         rows: dict[int, tuple[Row, str]] = {}
+        payloads: dict[int, dict[str, Any]] = {}
         testers: set[str] = set()
         for tid in tests:
             for bug in bugs_by_test.get(tid) or []:
                 if bug["id"] in rows:
                     continue  # the API files a bug under one test; ignore a repeat
                 rows[bug["id"]] = nz.bug_row(tid, owners[tid], bug, matcher, now)
+                payloads[bug["id"]] = bug
                 if name := nz.author_name(bug):
                     testers.add(name)
         query = B.select(B.id, raw_text(B.raw)).where(id_in(B.test, tests) | id_in(B.id, rows))
@@ -265,19 +272,64 @@ def save_bugs(
         if stale:
             B.delete().where(id_in(B.id, stale)).execute()
         counts.deleted_ids = sorted(stale)
+        search_index.forget(database, "bug", stale)
         # Unchanged bugs are not rewritten: their freshness lives on the test
         # (``bugs_synced_at``), so a bug's ``synced_at`` is when its content last changed.
         _upsert(
             B, nz.BUG_FIELDS, [row for bid, (row, text) in rows.items() if old.get(bid) != text]
         )
         _save_users("tester", testers, now)
+        fresh = [row for bid, (row, text) in rows.items() if old.get(bid) != text]
+        _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
         final = T.status.in_(sorted(nz.FINAL_STATUSES))
         T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
     return counts
 
 
+_IDS = "(SELECT value FROM json_each(?))"
+
+
+def _index(
+    entity: str,
+    fields: list[Field],
+    rows: Sequence[Row],
+    ids: Iterable[int],
+    payloads: Mapping[int, dict[str, Any]] | None = None,
+) -> None:
+    """Index the rows a save created or changed (``ids``); unchanged rows keep their documents.
+
+    Documents come from the DB-ready rows and the payloads already parsed: the
+    same ``search_index.document`` that rebuilds the index from stored rows.
+    """
+    wanted = set(ids)
+    names = [f.column_name for f in fields]
+    read = [(c, names.index(c)) for c in search_index.COLUMNS_READ[entity] if c != "raw"]
+    docs = [
+        search_index.document(
+            entity, {c: row[i] for c, i in read}, payloads[row[0]] if payloads else None
+        )
+        for row in rows
+        if row[0] in wanted
+    ]
+    search_index.index(database, docs)
+
+
+def _forget_products(ids: list[int]) -> None:
+    """Drop the documents of everything a scoped wipe deletes (before it deletes it)."""
+    scope = [json.dumps(ids)]
+    tests = f"(SELECT id FROM tests WHERE product_id IN {_IDS})"
+    search_index.forget_where(
+        database, "bug", f"product_id IN {_IDS} OR test_id IN {tests}", scope * 2
+    )
+    for entity in ("test", "feature"):
+        search_index.forget_where(database, entity, f"product_id IN {_IDS}", scope)
+    search_index.forget(database, "product", ids)
+
+
 def _delete_tests(test_ids: Sequence[int]) -> int:
     # Children first, explicitly: correct even on a connection without foreign_keys=ON.
+    search_index.forget_where(database, "bug", f"test_id IN {_IDS}", [json.dumps(list(test_ids))])
+    search_index.forget(database, "test", test_ids)
     B.delete().where(id_in(B.test, test_ids)).execute()
     TF.delete().where(id_in(TF.test, test_ids)).execute()
     return int(T.delete().where(id_in(T.id, test_ids)).execute())
@@ -360,6 +412,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
     counts: dict[str, int] = {}
     with database.atomic("IMMEDIATE"):
         if product_ids is None:
+            search_index.forget_all(database)
             for model in (B, TF, T, F, BrokenTest, P, User):  # children first
                 counts[model._meta.table_name] = int(model.delete().execute())
             counts["sync_metadata"] = int(
@@ -376,6 +429,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
             (BrokenTest, id_in(BrokenTest.product_id, ids)),
             (P, id_in(P.id, ids)),
         )
+        _forget_products(ids)
         for model, where in scoped:  # children first
             counts[model._meta.table_name] = int(model.delete().where(where).execute())
     return counts
@@ -415,3 +469,10 @@ def touch_product(product_id: int, *, now: datetime, field: str) -> None:
     with database.atomic("IMMEDIATE"):
         if P.update({getattr(P, field): now}).where(P.id == product_id).execute() == 0:
             raise StoreError(f"Product {product_id} is not stored; save the products first.")
+
+
+@store_call("rebuild the search index")
+def rebuild_search_index() -> None:
+    """Index every stored row again, in one transaction (``status --check --repair``)."""
+    with database.atomic("IMMEDIATE"):
+        search_index.rebuild(database)

@@ -1,0 +1,285 @@
+"""The full-text index over products, features, tests and bugs (SQLite FTS5).
+
+Two tables. ``search_docs`` holds one document per entity: its index key
+(``rowid = id * 4 + kind``), entity, id, product, date and the indexed text.
+``search_fts`` is an *external-content* FTS5 table over ``search_docs``: the
+words are indexed once, snippets read the text from ``search_docs``, and the
+old text an FTS5 delete needs is always at hand there (a contentless table would
+need the old text from elsewhere and could not make snippets).
+
+One function, ``document``, turns a row (its columns and its parsed raw payload)
+into its document. The save functions call it on the rows they write, inside
+their transaction (``index``/``forget``, no triggers); ``rebuild`` (the schema
+migration, a restore) and ``check`` call it on the stored rows, so every path
+yields the same text. Python builds the text: SQLite's JSON functions parse a
+payload once per call, and made the index cost three times as much to keep.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = {"product": 0, "feature": 1, "test": 2, "bug": 3}
+ENTITIES = tuple(KINDS)
+Doc = tuple[int, str, int, int | None, str | None, str, str]
+
+# Per entity: its table, and the stored columns its document reads (``raw`` parsed).
+TABLES = {"product": "products", "feature": "features", "test": "tests", "bug": "bugs"}
+COLUMNS_READ = {
+    "product": ("id", "name", "description"),
+    "feature": ("id", "product_id", "title", "description", "howtofind", "user_stories"),
+    "test": ("id", "product_id", "title", "end_at", "raw"),
+    "bug": ("id", "product_id", "title", "reported_at", "raw"),
+}
+
+
+def _text(parts: Iterable[Any]) -> str:
+    """Non-empty parts, one per line (lists of strings come flattened by the caller)."""
+    return "\n".join([p if isinstance(p, str) else str(p) for p in parts if p])
+
+
+def _lines(value: Any) -> list[Any]:
+    """A list of strings, or one string (a bug's steps in the real API), as lines."""
+    return value if isinstance(value, list) else [value]
+
+
+def document(entity: str, row: Mapping[str, Any], raw: Mapping[str, Any] | None = None) -> Doc:
+    """The indexed form of one row: key, entity, id, product, date, title, body.
+
+    ``row`` maps the columns of ``COLUMNS_READ`` to their stored values; ``raw``
+    is the parsed payload (tests and bugs read their texts from it). Called once
+    per written row during a sync, so it stays plain.
+    """
+    eid, raw = int(row["id"]), raw or {}
+    key = eid * 4 + KINDS[entity]
+    if entity == "bug":
+        body = _text(
+            [*_lines(raw.get("steps")), raw.get("actual_result"), raw.get("expected_result")]
+        )
+        return (key, entity, eid, row["product_id"], row["reported_at"], row["title"] or "", body)
+    if entity == "test":
+        # A test text field: its plain-text twin, else the markdown one.
+        body = _text(
+            raw.get(f"{k}_text") or raw.get(k) for k in ("goal", "instructions", "out_of_scope")
+        )
+        return (key, entity, eid, row["product_id"], row["end_at"], row["title"] or "", body)
+    if entity == "feature":
+        stories = row["user_stories"]
+        stories = json.loads(stories) if isinstance(stories, str) else stories
+        body = _text([row["description"], row["howtofind"], *_lines(stories)])
+        return (key, entity, eid, row["product_id"], None, row["title"] or "", body)
+    return (key, entity, eid, eid, None, row["name"] or "", _text([row["description"]]))
+
+
+def stored_documents(conn: Any, entity: str) -> Iterator[Doc]:
+    """The documents of every stored row of ``entity``, from its columns and raw."""
+    cols = COLUMNS_READ[entity]
+    names = ", ".join(f'"{c}"' for c in cols)
+    rows = _cursor(conn)
+    rows.execute(f'SELECT {names} FROM "{TABLES[entity]}"')
+    for values in rows:  # streamed: a large store's raw payloads need not fit in memory
+        row = dict(zip(cols, values, strict=True))
+        yield document(entity, row, json.loads(row["raw"]) if "raw" in row else None)
+
+
+CREATE = [
+    "CREATE TABLE search_docs (rowid INTEGER PRIMARY KEY, entity TEXT NOT NULL,"
+    " entity_id INTEGER NOT NULL, product_id INTEGER, dated TEXT, title TEXT NOT NULL,"
+    " body TEXT NOT NULL)",
+    "CREATE VIRTUAL TABLE search_fts USING fts5(title, body, content='search_docs',"
+    " content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2')",
+]
+COLUMNS = "rowid, entity, entity_id, product_id, dated, title, body"
+_IDS = "(SELECT value FROM json_each(?))"
+
+
+def _cursor(conn: Any) -> Any:
+    """A DB-API cursor from a peewee database or a sqlite3 connection."""
+    return conn.cursor()
+
+
+def _drop(cur: Any, rowid_sql: str, params: list[Any]) -> None:
+    # External content: FTS5 removes a document only given the exact text it indexed.
+    cur.execute(
+        "INSERT INTO search_fts(search_fts, rowid, title, body)"
+        f" SELECT 'delete', rowid, title, body FROM search_docs WHERE rowid IN ({rowid_sql})",
+        params,
+    )
+    cur.execute(f"DELETE FROM search_docs WHERE rowid IN ({rowid_sql})", params)
+
+
+def index(conn: Any, docs: Sequence[Doc]) -> None:
+    """Write these documents, replacing any stored under the same keys."""
+    if not docs:
+        return
+    cur = _cursor(conn)
+    keys = json.dumps([doc[0] for doc in docs])
+    old = cur.execute(f"SELECT rowid, title, body FROM search_docs WHERE rowid IN {_IDS}", [keys])
+    old_docs = old.fetchall()
+    if old_docs:  # an update: FTS5 removes a document only given the text it indexed
+        cur.executemany(
+            "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
+            old_docs,
+        )
+        cur.execute(f"DELETE FROM search_docs WHERE rowid IN {_IDS}", [keys])
+    cur.executemany(f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
+    cur.executemany(
+        "INSERT INTO search_fts(rowid, title, body) VALUES (?, ?, ?)",
+        [(doc[0], doc[5], doc[6]) for doc in docs],
+    )
+
+
+def _rowids(entity: str) -> str:
+    return f"SELECT value * 4 + {KINDS[entity]} FROM json_each(?)"
+
+
+def forget(conn: Any, entity: str, ids: Iterable[int]) -> None:
+    """Drop the documents of ``entity`` with these ids (call before or after the rows go)."""
+    payload = json.dumps(sorted(set(ids)))
+    if payload != "[]":
+        _drop(_cursor(conn), _rowids(entity), [payload])
+
+
+def forget_where(conn: Any, entity: str, where: str, params: list[Any]) -> None:
+    """Drop the documents of ``entity`` rows matching ``where``: call before deleting them."""
+    rowid_sql = f'SELECT id * 4 + {KINDS[entity]} FROM "{TABLES[entity]}" WHERE {where}'
+    _drop(_cursor(conn), rowid_sql, params)
+
+
+def forget_all(conn: Any) -> None:
+    cur = _cursor(conn)
+    cur.execute("DELETE FROM search_docs")
+    cur.execute("INSERT INTO search_fts(search_fts) VALUES ('delete-all')")
+
+
+def rebuild(conn: Any) -> None:
+    """Index every stored row again (the migration, a restore, ``status --check --repair``)."""
+    cur = _cursor(conn)
+    cur.execute("DELETE FROM search_docs")
+    for entity in ENTITIES:
+        cur.executemany(
+            f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            stored_documents(conn, entity),
+        )
+    cur.execute("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """How the index differs from the rows: counts by kind of difference."""
+
+    documents: int
+    missing: int  # rows with no document
+    stale: int  # documents with no row
+    changed: int  # documents whose text or filters differ from the row's
+    fts_ok: bool  # the FTS5 words match the documents
+
+    @property
+    def ok(self) -> bool:
+        return self.fts_ok and not (self.missing or self.stale or self.changed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "documents": self.documents,
+            "missing": self.missing,
+            "stale": self.stale,
+            "changed": self.changed,
+            "fts_ok": self.fts_ok,
+        }
+
+
+def check(conn: Any) -> IndexCheck:
+    """Compare the index with the documents of the stored rows (read only)."""
+    cur = _cursor(conn)
+    expected = {doc[0]: doc for entity in ENTITIES for doc in stored_documents(conn, entity)}
+    stored = {row[0]: tuple(row) for row in cur.execute(f"SELECT {COLUMNS} FROM search_docs")}
+    missing = len(expected.keys() - stored.keys())
+    stale = len(stored.keys() - expected.keys())
+    changed = sum(stored[k] != expected[k] for k in expected.keys() & stored.keys())
+    try:
+        cur.execute("INSERT INTO search_fts(search_fts, rank) VALUES ('integrity-check', 1)")
+        fts_ok = True
+    except sqlite3.DatabaseError:
+        fts_ok = False
+    return IndexCheck(len(stored), missing, stale, changed, fts_ok)
+
+
+# -- queries -----------------------------------------------------------------------------
+
+TITLE_WEIGHT, BODY_WEIGHT = 5.0, 1.0
+SNIPPET_WORDS = 12
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search keeps: FTS5 ``match`` text, entities, products, ``dated`` bounds."""
+
+    match: str
+    entities: tuple[str, ...] = ENTITIES
+    product_ids: tuple[int, ...] | None = None
+    dated_from: str | None = None  # inclusive, stored time text
+    dated_before: str | None = None  # exclusive
+
+    def where(self) -> tuple[str, str, list[Any]]:
+        """The FROM clause and WHERE condition of the matches, and their parameters.
+
+        Without product or date filters the documents table is not joined: FTS5
+        alone counts and ranks (the entity is the key's remainder).
+        """
+        clauses = ["search_fts MATCH ?"]
+        params: list[Any] = [self.match]
+        if set(self.entities) != set(ENTITIES):
+            kinds = ", ".join(str(KINDS[e]) for e in sorted(set(self.entities)))
+            clauses.append(f"search_fts.rowid % 4 IN ({kinds})")
+        if self.product_ids is not None:
+            clauses.append(f"d.product_id IN {_IDS}")
+            params.append(json.dumps(list(self.product_ids)))
+        if self.dated_from is not None:
+            clauses.append("d.dated >= ?")
+            params.append(self.dated_from)
+        if self.dated_before is not None:
+            clauses.append("d.dated < ?")
+            params.append(self.dated_before)
+        source = "search_fts"
+        if len(params) > 1:  # CROSS JOIN keeps FTS5 the outer loop: the matches drive the lookups
+            source += " CROSS JOIN search_docs d ON d.rowid = search_fts.rowid"
+        return source, " AND ".join(clauses), params
+
+
+def search(
+    conn: Any, filters: Filters, *, limit: int, offset: int, marks: tuple[str, str]
+) -> tuple[int, list[dict[str, Any]]]:
+    """All matches counted, and one page ranked by BM25 (title weighted above body).
+
+    The page is ranked on the index alone; snippets and titles are read for the
+    page's rows only. Raises ``sqlite3.OperationalError`` for a bad MATCH text.
+    """
+    source, where, params = filters.where()
+    cur = _cursor(conn)
+    (total,) = cur.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", params).fetchone()
+    ranked = cur.execute(
+        f"SELECT search_fts.rowid, bm25(search_fts, {TITLE_WEIGHT}, {BODY_WEIGHT}) AS score"
+        f" FROM {source} WHERE {where} ORDER BY score, search_fts.rowid LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    if not ranked:
+        return int(total), []
+    details = cur.execute(
+        "SELECT d.rowid, d.entity, d.entity_id, d.title,"
+        f" snippet(search_fts, -1, ?, ?, '…', {SNIPPET_WORDS}), d.product_id, d.dated"
+        " FROM search_fts CROSS JOIN search_docs d ON d.rowid = search_fts.rowid"
+        # "+" keeps the page's keys a filter on one pass over the matches: as an index
+        # constraint, FTS5 would run the whole query again for every key.
+        f" WHERE search_fts MATCH ? AND +search_fts.rowid IN {_IDS}",
+        [*marks, filters.match, json.dumps([key for key, _ in ranked])],
+    )
+    by_key = {row[0]: row[1:] for row in details.fetchall()}
+    keys = ("entity", "id", "title", "snippet", "product_id", "dated")
+    return int(total), [
+        {**dict(zip(keys, by_key[key], strict=True)), "rank": score} for key, score in ranked
+    ]
