@@ -123,7 +123,9 @@ def build_app(sim: Simulator) -> Starlette:
         route(
             "/products/{pid:int}/exploratory_tests",
             "exploratory_tests",
-            lambda r, d: api.exploratory_tests(pid(r), r.query_params, d.broken_ids),
+            lambda r, d: api.exploratory_tests(
+                pid(r), r.query_params, d.broken_ids, d.config.failing_product_ids
+            ),
         ),
         route(
             "/exploratory_tests/{tid:int}",

@@ -17,6 +17,12 @@ has seen enough:
 
 A complete walk (to the end, no ``since``) removes every stored test the API no
 longer lists, except those sitting where a broken test is.
+
+A walk that must reach the end (and the walk on after a tail-probe mismatch)
+reads ahead: the pages the store says exist are fetched in parallel, later ones
+speculatively into idle request slots (``TestPageWalker.read_ahead``). A walk
+expected to stop early fetches one page at a time, so an incremental sync with
+nothing new still costs two requests per product.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class ProductWalk:
         options = ctx.request.options
         self.force = options.force_refresh or options.nuke
         self.since = ctx.request.scope.since_date
-        self.walker = TestPageWalker(ctx.client, pid, per_page=PER_PAGE)
+        self.walker = TestPageWalker(ctx.client, pid, per_page=PER_PAGE, priority=WALK_PRIORITY)
         with database.connection_context():
             product = Product.get_or_none(Product.id == pid)
             # The store holds the product's whole history only after a walk reached the
@@ -130,11 +136,32 @@ class ProductWalk:
     # -- the walk ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.walker.close()  # pages read ahead past where the walk ended
+
+    def _read_ahead(self) -> None:
+        """Keep the next pages in flight; the stored tests say how many exist.
+
+        With the whole history stored, its count is the list's length give or take
+        what changed: no guessing past it. Without it, guess past the stored pages.
+        """
+        if self.history_complete:
+            self.walker.read_ahead(
+                self.next_page, known_pages=len(self.known) // PER_PAGE + 1, speculate=False
+            )
+        else:
+            self.walker.read_ahead(self.next_page, known_pages=len(self.known) // PER_PAGE)
+
+    async def _run(self) -> None:
         must_finish = self.force or bool(self.pending_broken)
         if self.since is None and not self.history_complete:
             must_finish = True
         extra_page_taken = False
         while True:
+            if must_finish and self.since is None:
+                self._read_ahead()
             page = await self.fetch(self.next_page)
             self.next_page += 1
             if self.since is not None and self._older_than_since(page):
@@ -247,6 +274,7 @@ class ProductWalk:
     async def _walk_to_end(self) -> None:
         """Something below the window changed: walk on and reconcile the whole product."""
         while True:
+            self._read_ahead()
             page = await self.fetch(self.next_page)
             self.next_page += 1
             await self.save(page)
