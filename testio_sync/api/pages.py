@@ -246,8 +246,8 @@ class TestPageWalker:
     def _top_up(self) -> None:
         if self._window is None:
             return
-        next_page, known_pages, speculate = self._window
-        next_page = max(next_page, self._taken + 1)  # taken pages are never asked again
+        asked, known_pages, speculate = self._window
+        next_page = max(asked, self._taken + 1)  # taken pages are never asked again
         budget = shared_budget(self.client.max_concurrent)
         if budget.paused:
             return
@@ -261,7 +261,7 @@ class TestPageWalker:
         allowed = READ_AHEAD_START + (landed - 1) // READ_AHEAD_GROWTH if speculate else 0
         guesses = 0
         for number in range(next_page, last + 1):
-            if number == next_page or number <= known_pages:
+            if number == asked or number <= known_pages:
                 if number not in self._ahead:
                     self._start(number, landed)
                 continue

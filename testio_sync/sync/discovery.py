@@ -135,11 +135,32 @@ class ProductWalk:
 
     # -- the walk ----------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the first pages now: fetching them needs nothing (saving needs features).
+
+        A walk that goes deep reads ahead from here; one expected to stop early
+        asks for page 1 only, which it needs whatever it finds.
+        """
+        if self._goes_deep() and self.since is None:
+            self._read_ahead()
+        else:
+            self.walker.read_ahead(1, speculate=False)
+
+    def close(self) -> None:
+        """Drop the pages read ahead and not walked (the walk ended or never ran)."""
+        self.walker.close()
+
     async def run(self) -> None:
         try:
             await self._run()
         finally:
-            self.walker.close()  # pages read ahead past where the walk ended
+            self.close()  # pages read ahead past where the walk ended
+
+    def _goes_deep(self) -> bool:
+        """Whether the walk must reach the end of the list, as far as is known before it."""
+        if self.force or self.pending_broken:
+            return True
+        return self.since is None and not self.history_complete
 
     def _read_ahead(self) -> None:
         """Keep the next pages in flight; the stored tests say how many exist.
@@ -155,9 +176,7 @@ class ProductWalk:
             self.walker.read_ahead(self.next_page, known_pages=len(self.known) // PER_PAGE)
 
     async def _run(self) -> None:
-        must_finish = self.force or bool(self.pending_broken)
-        if self.since is None and not self.history_complete:
-            must_finish = True
+        must_finish = self._goes_deep()
         extra_page_taken = False
         while True:
             if must_finish and self.since is None:
