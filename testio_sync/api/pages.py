@@ -326,15 +326,15 @@ class TestPageWalker:
         broken = {slot.position for slot in page.broken}
         for position in range(page.start_position, page.start_position + page.slots):
             run = run + 1 if position in broken else 0
+            if run >= self.per_page:
+                raise UnreadablePagesError(
+                    f"{run} tests in a row of product {self.product_id} could not be fetched "
+                    f"at any page size (positions {position - run + 1} to {position}); "
+                    "the walk stopped, the next sync retries",
+                    status=500,
+                    path=f"products/{self.product_id}/exploratory_tests",
+                )
         self._broken_run = run
-        if run >= self.per_page:
-            raise UnreadablePagesError(
-                f"{run} tests in a row of product {self.product_id} could not be fetched "
-                f"at any page size (up to position {page.start_position + page.slots - 1}); "
-                "the walk stopped, the next sync retries",
-                status=500,
-                path=f"products/{self.product_id}/exploratory_tests",
-            )
 
     async def _recover(self, lo: int, hi: int, sizes: tuple[int, ...]) -> _Range:
         """Refetch positions ``[lo, hi)`` in pages of ``sizes[0]``; recurse into failures."""
