@@ -138,11 +138,12 @@ class ProductWalk:
     def start(self) -> None:
         """Start the first pages now: fetching them needs nothing (saving needs features).
 
-        A walk that goes deep reads ahead from here; one expected to stop early
-        asks for page 1 only, which it needs whatever it finds.
+        A deep walk over a stored history fetches the pages it knows of; any other
+        walk asks for page 1 only, which it needs whatever it finds: guessing past
+        it would crowd out the features every walk waits for.
         """
-        if self._goes_deep() and self.since is None:
-            self._read_ahead()
+        if self._goes_deep() and self.since is None and self.history_complete:
+            self._read_ahead()  # pages the store knows of: no guess
         else:
             self.walker.read_ahead(1, speculate=False)
 

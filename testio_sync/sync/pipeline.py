@@ -19,7 +19,7 @@ from testio_sync.errors import AccessError, ApiError, AuthError, StoreError
 from testio_sync.store import queries
 from testio_sync.store.models import ExploratoryTest, database
 from testio_sync.sync.context import RunContext, StopRequested
-from testio_sync.sync.discovery import ProductWalk
+from testio_sync.sync.discovery import WALK_PRIORITY, ProductWalk
 from testio_sync.sync.types import SyncPhase
 
 BUG_BATCH = 15  # test ids per bug request: the batch size known to pass the edge
@@ -120,6 +120,7 @@ class ProductPipeline:
             ctx.emit(products_done=ctx.progress.products_done + 1)
 
     async def _features(self, pid: int) -> None:
+        request_priority.set(WALK_PRIORITY + 1)  # like a first page: no page saves before them
         try:
             report = await self.ctx.repos.refresh_features(pid, force=self.force)
         except AuthError:

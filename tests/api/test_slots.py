@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from testio_sync.api.slots import PrioritySlots, request_priority
+from testio_sync.api.slots import PrioritySlots, RequestBudget, request_priority
 
 
 def test_waiters_are_served_highest_priority_first_and_fifo_among_equals():
@@ -98,3 +98,25 @@ def test_clients_of_one_process_share_one_request_budget_and_one_rate_limit_paus
     assert shared
     assert state["peak"] <= 3
     assert waited >= 0.09
+
+
+def test_spare_slots_for_a_priority_count_only_claims_at_or_above_it():
+    """Lower priorities' slots are as good as free for a speculative request; a pause is not."""
+
+    async def scenario() -> tuple[int, int, int, int, int]:
+        budget = RequestBudget(4)
+        slots = budget.slots
+        await slots.acquire(0)  # bulk work holds one slot
+        await slots.acquire(12)  # a deep walk holds one
+        await slots.acquire(11)
+        await slots.acquire(11)
+        waiting = asyncio.create_task(slots.acquire(12))  # all held: it queues
+        await asyncio.sleep(0)
+        seen = (budget.spare(12), budget.spare(11), budget.spare(0), slots.claimed(12))
+        budget.pause(60)
+        paused = budget.spare(20)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return (*seen, paused)
+
+    assert asyncio.run(scenario()) == (2, 0, 0, 2, 0)
