@@ -12,8 +12,8 @@ stops there with ``UnreadablePagesError`` rather than record positions forever.
 
 A walk expected to go deep reads ahead (``read_ahead``): page N+1 does not need
 page N's answer, so pages the store says exist are fetched in parallel, and
-pages past that are fetched speculatively, only into request slots no request
-as urgent claims and never during a 429 pause. Pages are still checked and handed over in
+pages past that are fetched speculatively, only into request slots nobody else
+wants and never during a 429 pause. Pages are still checked and handed over in
 order; a short page cancels every request past it not yet sent.
 """
 
@@ -49,7 +49,7 @@ SHRINK_SIZES = (10, 5, 2, 1)
 # a few at first, one more for every READ_AHEAD_GROWTH pages walked. Each is a request
 # wasted if the list ends before it, so the window grows only as the walk proves deep.
 READ_AHEAD_START = 2
-READ_AHEAD_GROWTH = 4
+READ_AHEAD_GROWTH = 8
 
 
 class PageLoopError(BadResponseError):
@@ -223,9 +223,9 @@ class TestPageWalker:
 
         Pages up to ``known_pages`` (pages the caller knows exist) start at once, at
         most one per request slot. With ``speculate``, later pages start too, but
-        only into slots no request as urgent claims (``RequestBudget.spare``), at
-        most ``READ_AHEAD_START`` plus one per ``READ_AHEAD_GROWTH`` pages walked;
-        each is wasted if the list ends first.
+        only into idle slots (``RequestBudget.spare``), at most ``READ_AHEAD_START``
+        plus one per ``READ_AHEAD_GROWTH`` pages walked; each is wasted if the list
+        ends first.
         Nothing new starts during a 429 pause or past a page seen short. The window
         tops itself up as pages land, so saving pages never starves it.
         """
@@ -258,7 +258,7 @@ class TestPageWalker:
         last = next_page + budget.slots.size - 1  # answers held: one page per slot
         if self._end_page is not None:
             last = min(last, self._end_page)
-        spare = budget.spare(self.priority + landed)
+        spare = budget.spare()
         allowed = READ_AHEAD_START + (landed - 1) // READ_AHEAD_GROWTH if speculate else 0
         guesses = 0
         for number in range(next_page, last + 1):

@@ -6,9 +6,8 @@ it does not. With many products walking at once, a plain FIFO semaphore makes
 that walk queue behind every other request. Callers set ``request_priority`` in
 their task (a contextvar, so it follows the task and needs no parameter): the
 deeper a walk, the higher its priority; bulk work keeps the default 0. Equal
-priorities are FIFO. Read-ahead asks ``RequestBudget.spare`` how many slots no
-request of its priority or higher claims, so speculation never delays more
-urgent work: a deep walk may guess ahead of shallow ones, not of its equals.
+priorities are FIFO. Read-ahead asks ``RequestBudget.spare`` how many slots
+nobody wants, so speculation only fills slots that would sit idle.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import contextvars
 import heapq
 import itertools
 import weakref
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,18 +35,21 @@ class PrioritySlots:
         self._free = size
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
-        self._held: Counter[int] = Counter()  # holders by priority
 
     @property
     def in_use(self) -> int:
         return self.size - self._free
+
+    @property
+    def idle(self) -> int:
+        """Slots free with nobody queued for them."""
+        return 0 if self._waiters else self._free
 
     async def acquire(self, priority: int | None = None) -> None:
         if priority is None:
             priority = request_priority.get()
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            self._held[priority] += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (-priority, next(self._order), future))
@@ -56,41 +57,24 @@ class PrioritySlots:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release(priority)  # granted just as we were cancelled: pass it on
+                self.release()  # granted just as we were cancelled: pass it on
             raise
 
-    def release(self, priority: int | None = None) -> None:
-        """Give back a slot taken at ``priority`` (the task's ``request_priority`` if None)."""
-        if priority is None:
-            priority = request_priority.get()
-        if self._held[priority] > 0:
-            self._held[priority] -= 1
+    def release(self) -> None:
         while self._waiters:
-            negative, _, future = heapq.heappop(self._waiters)
+            _, _, future = heapq.heappop(self._waiters)
             if not future.done():
                 future.set_result(None)  # the slot moves straight to the waiter
-                self._held[-negative] += 1
                 return
         self._free += 1
 
-    def claimed(self, priority: int) -> int:
-        """Slots held or waited for by requests of ``priority`` or higher.
-
-        The rest are free for a request of that priority now or as soon as a
-        lower one ends: what speculation at that priority may count on.
-        """
-        held = sum(n for p, n in self._held.items() if p >= priority)
-        waiting = sum(1 for p, _, f in self._waiters if -p >= priority and not f.done())
-        return held + waiting
-
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        priority = request_priority.get()
-        await self.acquire(priority)
+        await self.acquire()
         try:
             yield
         finally:
-            self.release(priority)
+            self.release()
 
 
 class RequestBudget:
@@ -113,17 +97,13 @@ class RequestBudget:
         """A 429 closed the gate and it has not reopened yet."""
         return self.resume_at > asyncio.get_running_loop().time()
 
-    def spare(self, priority: int) -> int:
-        """Slots a speculative request of ``priority`` may count on; none while paused.
+    def spare(self) -> int:
+        """Slots a speculative request may take now: idle ones, none while paused.
 
-        Slots held or awaited by lower priorities count as spare: such a request
-        takes the next one that ends. During a 429 pause requests wait at the gate,
-        not for a slot, so slots look free; speculating then would only pile more
-        requests behind the gate.
+        During a 429 pause requests wait at the gate, not for a slot, so slots look
+        idle; speculating then would only pile more requests behind the gate.
         """
-        if self.paused:
-            return 0
-        return max(0, self.slots.size - self.slots.claimed(priority))
+        return 0 if self.paused else self.slots.idle
 
     async def wait_for_gate(self) -> None:
         loop = asyncio.get_running_loop()

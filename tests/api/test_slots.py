@@ -100,23 +100,25 @@ def test_clients_of_one_process_share_one_request_budget_and_one_rate_limit_paus
     assert waited >= 0.09
 
 
-def test_spare_slots_for_a_priority_count_only_claims_at_or_above_it():
-    """Lower priorities' slots are as good as free for a speculative request; a pause is not."""
+def test_spare_slots_are_the_idle_ones_and_none_during_a_pause():
+    """Speculation may take only slots nobody holds or waits for, and none while paused."""
 
-    async def scenario() -> tuple[int, int, int, int, int]:
-        budget = RequestBudget(4)
+    async def scenario() -> tuple[int, int, int, int]:
+        budget = RequestBudget(3)
         slots = budget.slots
-        await slots.acquire(0)  # bulk work holds one slot
-        await slots.acquire(12)  # a deep walk holds one
-        await slots.acquire(11)
-        await slots.acquire(11)
-        waiting = asyncio.create_task(slots.acquire(12))  # all held: it queues
+        await slots.acquire()
+        free = budget.spare()
+        await slots.acquire()
+        await slots.acquire()
+        waiting = asyncio.create_task(slots.acquire())  # all held: it queues
         await asyncio.sleep(0)
-        seen = (budget.spare(12), budget.spare(11), budget.spare(0), slots.claimed(12))
+        slots.release()  # the slot goes straight to the waiter
+        queued_then_granted = budget.spare()
+        await waiting
+        slots.release()
+        idle = budget.spare()
         budget.pause(60)
-        paused = budget.spare(20)
-        waiting.cancel()
-        await asyncio.gather(waiting, return_exceptions=True)
-        return (*seen, paused)
+        paused = budget.spare()
+        return free, queued_then_granted, idle, paused
 
-    assert asyncio.run(scenario()) == (2, 0, 0, 2, 0)
+    assert asyncio.run(scenario()) == (2, 0, 1, 0)
