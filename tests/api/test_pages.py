@@ -349,12 +349,16 @@ def test_a_short_page_drops_the_pages_read_ahead_past_it() -> None:
 
 
 def test_a_429_pauses_the_pages_read_ahead_too() -> None:
-    """After a 429 no page request of the walk starts before the pause ends."""
+    """After a 429 no page read ahead is sent before the pause ends.
+
+    One slot, so that no request is on the wire when the 429 comes back: every
+    page queued ahead must wait at the gate.
+    """
     fake = FakeTestList(200)
     overlap = Overlap(fake, throttle_page=3)
     wait = FAST.max_wait_s
 
-    pages, _ = _deep_walk(overlap)
+    pages, _ = _deep_walk(overlap, known_pages=9, speculate=False, max_concurrent=1)
 
     assert _ids(pages) == [t["id"] for t in fake.tests]
     assert overlap.throttled_at is not None
@@ -364,6 +368,7 @@ def test_a_429_pauses_the_pages_read_ahead_too() -> None:
         if overlap.throttled_at < at < overlap.throttled_at + wait
     ]
     assert during == []
+    assert sorted({page for _, page in overlap.arrivals}) == list(range(1, 10))
 
 
 def test_no_read_ahead_starts_while_a_429_pause_holds() -> None:
