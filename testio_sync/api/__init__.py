@@ -10,6 +10,7 @@ from testio_sync.api.pages import (
     PageLoopError,
     TestPage,
     TestPageWalker,
+    UnreadablePagesError,
     iter_test_pages,
 )
 from testio_sync.api.retry import Decision, RetryPolicy, classify, retry_after_seconds
@@ -23,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "TestPage",
     "TestPageWalker",
+    "UnreadablePagesError",
     "classify",
     "fetch_bugs_batched",
     "iter_test_pages",

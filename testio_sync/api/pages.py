@@ -6,7 +6,15 @@ test makes its whole page answer HTTP 500 every time, so on a 500 the walker
 refetches the same range with smaller pages (10, 5, 2, 1) and records the one
 test that fails even alone as a ``BrokenSlot``. A page that is short *because*
 of such a recovery is not the end of the list: the end is judged on slots
-(tests plus broken ones), never on the number of tests.
+(tests plus broken ones), never on the number of tests. A run of unreadable
+positions as long as a page is not a broken test but a broken list: the walk
+stops there with ``UnreadablePagesError`` rather than record positions forever.
+
+A walk expected to go deep reads ahead (``read_ahead``): page N+1 does not need
+page N's answer, so pages the store says exist are fetched in parallel, and
+pages past that are fetched speculatively, only into request slots nobody else
+wants and never during a 429 pause. Pages are still checked and handed over in
+order; a short page cancels every request past it not yet sent.
 """
 
 from __future__ import annotations
@@ -17,22 +25,39 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from testio_sync.api.slots import request_priority, shared_budget
 from testio_sync.dates import parse_api_time
 from testio_sync.errors import ApiError, AuthError, BadResponseError
 
 if TYPE_CHECKING:
     from testio_sync.api.client import ApiClient
 
-__all__ = ["BrokenSlot", "PageLoopError", "TestPage", "TestPageWalker", "iter_test_pages"]
+__all__ = [
+    "BrokenSlot",
+    "PageLoopError",
+    "TestPage",
+    "TestPageWalker",
+    "UnreadablePagesError",
+    "iter_test_pages",
+]
 
 logger = logging.getLogger(__name__)
 
 # Page sizes tried, in order, when a page answers 500 (the sizes the API is known to serve).
 SHRINK_SIZES = (10, 5, 2, 1)
+# Speculative pages (past what the store says exists) a deep walk may have in flight:
+# a few at first, one more for every READ_AHEAD_GROWTH pages walked. Each is a request
+# wasted if the list ends before it, so the window grows only as the walk proves deep.
+READ_AHEAD_START = 2
+READ_AHEAD_GROWTH = 8
 
 
 class PageLoopError(BadResponseError):
     """A page repeated the previous page's tests exactly; walking on would never end."""
+
+
+class UnreadablePagesError(ApiError):
+    """A page's worth of positions in a row failed at every page size: the list is broken."""
 
 
 @dataclass
@@ -100,7 +125,13 @@ class TestPageWalker:
     __test__ = False  # not a pytest test class
 
     def __init__(
-        self, client: ApiClient, product_id: int, *, per_page: int = 25, start_page: int = 1
+        self,
+        client: ApiClient,
+        product_id: int,
+        *,
+        per_page: int = 25,
+        start_page: int = 1,
+        priority: int = 0,
     ) -> None:
         if per_page < 1 or start_page < 1:
             raise ValueError("per_page and start_page must be at least 1")
@@ -108,9 +139,15 @@ class TestPageWalker:
         self.product_id = product_id
         self.per_page = per_page
         self.page = start_page
+        self.priority = priority  # read-ahead at depth N asks with priority + N
         self.warnings: list[str] = []
         self.stop_reason: str | None = None  # "short_page" or "empty_page" once ended
         self._previous: _Seen | None = None  # the page fetched last
+        self._broken_run = 0  # unreadable positions in a row up to the last page checked
+        self._ahead: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
+        self._end_page: int | None = None  # a page read ahead came back short: the end
+        self._window: tuple[int, int, bool] | None = None  # next page, known pages, speculate
+        self._taken = 0  # the highest page fetch_page took
 
     async def pages(self) -> AsyncIterator[TestPage]:
         """Yield pages until the list ends; safe to leave early (``break``/``aclose``).
@@ -143,7 +180,7 @@ class TestPageWalker:
         start = (page_number - 1) * self.per_page
         page = TestPage(self.product_id, page_number, self.per_page, start, [], [], False, False)
         try:
-            items = await self.client.fetch_test_page(self.product_id, page_number, self.per_page)
+            items = await self._first_answer(page_number)
         except ApiError as exc:
             if exc.status != 500:
                 raise
@@ -165,6 +202,7 @@ class TestPageWalker:
             page.tests = items
             page.is_last = page.slots < self.per_page
             last_position = start + len(items) - 1 if items else None
+        self._count_unreadable(page, in_order=previous is not None or page_number == 1)
         ids = [t.get("id") for t in page.tests]
         if previous is not None and ids and ids == previous.ids:
             raise PageLoopError(
@@ -177,6 +215,127 @@ class TestPageWalker:
             tail = (last_position, page.tests[-1])
         self._previous = _Seen(page_number, ids, tail)
         return page
+
+    # -- read-ahead ----------------------------------------------------------------
+
+    def read_ahead(self, next_page: int, *, known_pages: int = 0, speculate: bool = True) -> None:
+        """Keep ``next_page`` and the pages after it in flight, for ``fetch_page`` to take.
+
+        Pages up to ``known_pages`` (pages the caller knows exist) start at once, at
+        most one per request slot. With ``speculate``, later pages start too, but
+        only into idle slots (``RequestBudget.spare``), at most ``READ_AHEAD_START``
+        plus one per ``READ_AHEAD_GROWTH`` pages walked; each is wasted if the list
+        ends first.
+        Nothing new starts during a 429 pause or past a page seen short. The window
+        tops itself up as pages land, so saving pages never starves it.
+        """
+        self._window = (next_page, known_pages, speculate)
+        self._top_up()
+
+    def close(self) -> None:
+        """Cancel every page read ahead and not taken (safe to call more than once)."""
+        self._window = None
+        for task in self._ahead.values():
+            task.cancel()
+        self._ahead.clear()
+
+    @property
+    def pages_ahead(self) -> list[int]:
+        """Pages fetched or being fetched ahead, not taken yet."""
+        return sorted(self._ahead)
+
+    def _top_up(self) -> None:
+        if self._window is None:
+            return
+        asked, known_pages, speculate = self._window
+        next_page = max(asked, self._taken + 1)  # taken pages are never asked again
+        budget = shared_budget(self.client.max_concurrent)
+        if budget.paused:
+            return
+        landed = next_page  # the first page whose full answer is not in yet
+        while landed in self._ahead and self._full(self._ahead[landed]):
+            landed += 1
+        last = next_page + budget.slots.size - 1  # answers held: one page per slot
+        if self._end_page is not None:
+            last = min(last, self._end_page)
+        spare = budget.spare()
+        allowed = READ_AHEAD_START + (landed - 1) // READ_AHEAD_GROWTH if speculate else 0
+        guesses = 0
+        for number in range(next_page, last + 1):
+            if number == asked or number <= known_pages:
+                if number not in self._ahead:
+                    self._start(number, landed)
+                continue
+            guesses += 1
+            if number in self._ahead:
+                continue
+            if spare < 1 or guesses > allowed:
+                break
+            spare -= 1
+            self._start(number, landed)
+
+    def _full(self, task: asyncio.Task[list[dict[str, Any]]]) -> bool:
+        return (
+            task.done()
+            and not task.cancelled()
+            and task.exception() is None
+            and len(task.result()) >= self.per_page
+        )
+
+    def _start(self, number: int, depth: int) -> None:
+        async def fetch() -> list[dict[str, Any]]:
+            request_priority.set(self.priority + depth)
+            return await self.client.fetch_test_page(self.product_id, number, self.per_page)
+
+        task = asyncio.get_running_loop().create_task(fetch())
+        task.add_done_callback(lambda done: self._landed(number, done))
+        self._ahead[number] = task
+
+    def _landed(self, number: int, task: asyncio.Task[list[dict[str, Any]]]) -> None:
+        """A page read ahead came back: if short, drop every request past it; else go on."""
+        if task.cancelled() or task.exception() is not None:  # retrieved: never logged
+            return
+        if len(task.result()) >= self.per_page:
+            self._top_up()
+            return
+        if self._end_page is None or number < self._end_page:
+            self._end_page = number
+        for later in [n for n in self._ahead if n > number]:
+            self._ahead.pop(later).cancel()
+
+    async def _first_answer(self, number: int) -> list[dict[str, Any]]:
+        """The page's plain answer: from the read-ahead when started, else fetched now."""
+        self._taken = max(self._taken, number)
+        task = self._ahead.pop(number, None)
+        if task is not None and not task.cancelled():
+            try:
+                return await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are cancelled, not just the read-ahead
+        return await self.client.fetch_test_page(self.product_id, number, self.per_page)
+
+    def _count_unreadable(self, page: TestPage, *, in_order: bool) -> None:
+        """Stop when a page's worth of positions in a row failed even alone.
+
+        One broken test is a record to keep; ``per_page`` of them in a row is a list
+        that fails whatever is asked (past its real end too), and recording position
+        after position would never end. The next sync tries again.
+        """
+        run = self._broken_run if in_order else 0
+        broken = {slot.position for slot in page.broken}
+        for position in range(page.start_position, page.start_position + page.slots):
+            run = run + 1 if position in broken else 0
+            if run >= self.per_page:
+                raise UnreadablePagesError(
+                    f"{run} tests in a row of product {self.product_id} could not be fetched "
+                    f"at any page size (positions {position - run + 1} to {position}); "
+                    "the walk stopped, the next sync retries",
+                    status=500,
+                    path=f"products/{self.product_id}/exploratory_tests",
+                )
+        self._broken_run = run
 
     async def _recover(self, lo: int, hi: int, sizes: tuple[int, ...]) -> _Range:
         """Refetch positions ``[lo, hi)`` in pages of ``sizes[0]``; recurse into failures."""

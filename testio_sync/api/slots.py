@@ -1,11 +1,13 @@
 """The client's request slots, handed out highest priority first.
 
-A sync's wall time is bounded by its longest chain of dependent requests: the
-pages of its biggest product, read one after another. With many products
-walking at once, a plain FIFO semaphore makes that chain queue behind every
-other request. Callers set ``request_priority`` in their task (a contextvar,
-so it follows the task and needs no parameter): the deeper a walk, the higher
-its priority; bulk work keeps the default 0. Equal priorities are FIFO.
+A sync's wall time is bounded by its request budget (requests x latency over
+the slots) when every slot stays busy, and by its biggest product's walk when
+it does not. With many products walking at once, a plain FIFO semaphore makes
+that walk queue behind every other request. Callers set ``request_priority`` in
+their task (a contextvar, so it follows the task and needs no parameter): the
+deeper a walk, the higher its priority; bulk work keeps the default 0. Equal
+priorities are FIFO. Read-ahead asks ``RequestBudget.spare`` how many slots
+nobody wants, so speculation only fills slots that would sit idle.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class PrioritySlots:
     @property
     def in_use(self) -> int:
         return self.size - self._free
+
+    @property
+    def idle(self) -> int:
+        """Slots free with nobody queued for them."""
+        return 0 if self._waiters else self._free
 
     async def acquire(self, priority: int | None = None) -> None:
         if priority is None:
@@ -84,6 +91,19 @@ class RequestBudget:
     def pause(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         self.resume_at = max(self.resume_at, loop.time() + seconds)
+
+    @property
+    def paused(self) -> bool:
+        """A 429 closed the gate and it has not reopened yet."""
+        return self.resume_at > asyncio.get_running_loop().time()
+
+    def spare(self) -> int:
+        """Slots a speculative request may take now: idle ones, none while paused.
+
+        During a 429 pause requests wait at the gate, not for a slot, so slots look
+        idle; speculating then would only pile more requests behind the gate.
+        """
+        return 0 if self.paused else self.slots.idle
 
     async def wait_for_gate(self) -> None:
         loop = asyncio.get_running_loop()

@@ -130,7 +130,9 @@ def build_app(sim: Simulator) -> Starlette:
             lambda r, d: _empty_or(
                 d.config.empty_test_pages,
                 "exploratory_tests",
-                lambda: api.exploratory_tests(pid(r), r.query_params, d.broken_ids),
+                lambda: api.exploratory_tests(
+                    pid(r), r.query_params, d.broken_ids, d.config.failing_product_ids
+                ),
             ),
         ),
         route(

@@ -98,10 +98,16 @@ class ContractApi:
         return dump({"user_stories": stories})
 
     def exploratory_tests(
-        self, product_id: int, query: Mapping[str, str], broken: frozenset[int]
+        self,
+        product_id: int,
+        query: Mapping[str, str],
+        broken: frozenset[int],
+        failing: tuple[int, ...] = (),
     ) -> bytes:
         """A page of tests by ``end_at`` descending; without ``page``, the newest 150 only."""
         ordered = self.world.ordered_test_ids(self._product(product_id).id)
+        if product_id in failing:
+            raise ApiProblem(500, "internal server error")
         if "page" in query:
             page = _int(query["page"], "page", minimum=1)
             per_page = _int(query.get("per_page", str(DEFAULT_PER_PAGE)), "per_page", minimum=1)

@@ -26,6 +26,8 @@ class FaultConfig:
 
     ``broken_test_ids`` names tests whose pages answer 500; ``broken_tests`` asks
     for that many more, picked deterministically among archived tests.
+    ``failing_product_ids`` names products whose every test page answers 500, at
+    every page size and past the end of the list too (a broken list, not a test).
     """
 
     latency_ms: float = 0.0
@@ -35,6 +37,7 @@ class FaultConfig:
     error_rate: float = 0.0
     broken_test_ids: tuple[int, ...] = ()
     broken_tests: int = 0
+    failing_product_ids: tuple[int, ...] = ()
     bug_batch_limit: int = 0  # 0 = no limit
     hang_rate: float = 0.0
     hang_seconds: float = 30.0
@@ -57,11 +60,13 @@ class FaultConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        object.__setattr__(self, "broken_test_ids", tuple(int(i) for i in self.broken_test_ids))
+        for name in ("broken_test_ids", "failing_product_ids"):
+            object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["broken_test_ids"] = list(self.broken_test_ids)
+        data["failing_product_ids"] = list(self.failing_product_ids)
         return data
 
     def updated(self, changes: dict[str, Any]) -> FaultConfig:

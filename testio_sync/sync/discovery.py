@@ -17,6 +17,12 @@ has seen enough:
 
 A complete walk (to the end, no ``since``) removes every stored test the API no
 longer lists, except those sitting where a broken test is.
+
+A walk that must reach the end (and the walk on after a tail-probe mismatch)
+reads ahead: the pages the store says exist are fetched in parallel, later ones
+speculatively into idle request slots (``TestPageWalker.read_ahead``). A walk
+expected to stop early fetches one page at a time, so an incremental sync with
+nothing new still costs two requests per product.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ class ProductWalk:
         options = ctx.request.options
         self.force = options.force_refresh or options.nuke
         self.since = ctx.request.scope.since_date
-        self.walker = TestPageWalker(ctx.client, pid, per_page=PER_PAGE)
+        self.walker = TestPageWalker(ctx.client, pid, per_page=PER_PAGE, priority=WALK_PRIORITY)
         with database.connection_context():
             product = Product.get_or_none(Product.id == pid)
             # The store holds the product's whole history only after a walk reached the
@@ -130,12 +136,53 @@ class ProductWalk:
 
     # -- the walk ----------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the first pages now: fetching them needs nothing (saving needs features).
+
+        A deep walk over a stored history fetches the pages it knows of; any other
+        walk asks for page 1 only, which it needs whatever it finds: guessing past
+        it would crowd out the features every walk waits for.
+        """
+        if self._goes_deep() and self.since is None and self.history_complete:
+            self._read_ahead()  # pages the store knows of: no guess
+        else:
+            self.walker.read_ahead(1, speculate=False)
+
+    def close(self) -> None:
+        """Drop the pages read ahead and not walked (the walk ended or never ran)."""
+        self.walker.close()
+
     async def run(self) -> None:
-        must_finish = self.force or bool(self.pending_broken)
-        if self.since is None and not self.history_complete:
-            must_finish = True
+        try:
+            await self._run()
+        finally:
+            self.close()  # pages read ahead past where the walk ended
+
+    def _goes_deep(self) -> bool:
+        """Whether the walk must reach the end of the list, as far as is known before it."""
+        if self.force or self.pending_broken:
+            return True
+        return self.since is None and not self.history_complete
+
+    def _read_ahead(self) -> None:
+        """Keep the next pages in flight; the stored tests say how many exist.
+
+        With the whole history stored, its count is the list's length give or take
+        what changed: no guessing past it. Without it, guess past the stored pages.
+        """
+        if self.history_complete:
+            self.walker.read_ahead(
+                self.next_page, known_pages=len(self.known) // PER_PAGE + 1, speculate=False
+            )
+        else:
+            self.walker.read_ahead(self.next_page, known_pages=len(self.known) // PER_PAGE)
+
+    async def _run(self) -> None:
+        must_finish = self._goes_deep()
         extra_page_taken = False
         while True:
+            if must_finish and self.since is None:
+                self._read_ahead()
             page = await self.fetch(self.next_page)
             self.next_page += 1
             if self.since is not None and self._older_than_since(page):
@@ -264,6 +311,7 @@ class ProductWalk:
     async def _walk_to_end(self) -> None:
         """Something below the window changed: walk on and reconcile the whole product."""
         while True:
+            self._read_ahead()
             page = await self.fetch(self.next_page)
             self.next_page += 1
             await self.save(page)

@@ -1,7 +1,8 @@
 """FEATURES, NEW_TESTS and BUGS for every product in scope, pipelined.
 
 For each product the phases keep their order: features first, then the page
-walk; the bugs of a test are fetched only after the test is stored (pages hand
+walk (whose first pages are fetched meanwhile: only saving them needs the
+features); the bugs of a test are fetched only after the test is stored (pages hand
 their new and changed tests over as they land, in full batches). Products run
 side by side, so the request budget stays busy while the longest walk, the
 chain that bounds a sync's wall time, goes on; walk requests jump the queue of
@@ -18,7 +19,7 @@ from testio_sync.errors import AccessError, ApiError, AuthError, StoreError
 from testio_sync.store import queries
 from testio_sync.store.models import ExploratoryTest, database
 from testio_sync.sync.context import RunContext, StopRequested
-from testio_sync.sync.discovery import ProductWalk
+from testio_sync.sync.discovery import WALK_PRIORITY, ProductWalk
 from testio_sync.sync.types import SyncPhase
 
 BUG_BATCH = 15  # test ids per bug request: the batch size known to pass the edge
@@ -89,12 +90,20 @@ class ProductPipeline:
         try:
             if self.with_bugs:  # stored tests with stale bugs need no walk: start them now
                 self._schedule(self._tests_needing_bugs(pid))
-            if SyncPhase.FEATURES in self.phases:
-                await self._features(pid)
+            walk = None
             if SyncPhase.NEW_TESTS in self.phases:
-                self._stage("new_tests")
                 on_page = (lambda ids: self._schedule(ids, held)) if self.with_bugs else None
-                await ProductWalk(ctx, pid, on_page=on_page).run()
+                walk = ProductWalk(ctx, pid, on_page=on_page)
+                walk.start()  # its first pages travel while the features are fetched
+            try:
+                if SyncPhase.FEATURES in self.phases:
+                    await self._features(pid)
+                if walk is not None:
+                    self._stage("new_tests")
+                    await walk.run()
+            finally:
+                if walk is not None:
+                    walk.close()
             if self.with_bugs:
                 self._schedule(self._tests_needing_bugs(pid), held)
                 self._flush(held)
@@ -111,6 +120,7 @@ class ProductPipeline:
             ctx.emit(products_done=ctx.progress.products_done + 1)
 
     async def _features(self, pid: int) -> None:
+        request_priority.set(WALK_PRIORITY + 1)  # like a first page: no page saves before them
         try:
             report = await self.ctx.repos.refresh_features(pid, force=self.force)
         except AuthError:

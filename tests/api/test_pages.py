@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from testio_sync.api import PageLoopError, TestPage, TestPageWalker, iter_test_pages
+from testio_sync.api import (
+    PageLoopError,
+    TestPage,
+    TestPageWalker,
+    UnreadablePagesError,
+    iter_test_pages,
+)
+from testio_sync.api.pages import READ_AHEAD_GROWTH, READ_AHEAD_START
+from testio_sync.api.slots import shared_budget
 from testio_sync.errors import AccessError
 
-from .support import envelope, mock_client, path_of, run
+from .support import FAST, envelope, mock_client, path_of, run
 
 PRODUCT = 7
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -248,3 +257,165 @@ def test_a_page_fetched_out_of_order_borrows_nothing_from_an_unrelated_page() ->
     page = run(scenario())
     assert page.broken[0].prev_test_id == fake.id_at(49)
     assert page.warnings == []
+
+
+# -- read-ahead ----------------------------------------------------------------------
+
+
+class Overlap:
+    """Wraps a fake list: answers after a short wait, counting requests in flight."""
+
+    def __init__(self, fake: FakeTestList, *, throttle_page: int | None = None) -> None:
+        self.fake = fake
+        self.in_flight = 0
+        self.most = 0
+        self.throttle_page = throttle_page  # this page answers 429 the first time
+        self.arrivals: list[tuple[float, int]] = []
+        self.throttled_at: float | None = None
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        now = asyncio.get_running_loop().time()
+        page = int(request.url.params["page"])
+        self.arrivals.append((now, page))
+        if page == self.throttle_page and self.throttled_at is None:
+            self.throttled_at = now
+            return httpx.Response(429, headers={"Retry-After": "3600"})
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            return self.fake(request)
+        finally:
+            self.in_flight -= 1
+
+
+def _deep_walk(
+    handler: Any, *, known_pages: int = 0, speculate: bool = True, **kw: Any
+) -> tuple[list[TestPage], list[int]]:
+    """Walk as a deep sync does: top the read-ahead up before every page."""
+
+    async def scenario() -> tuple[list[TestPage], list[int]]:
+        async with mock_client(handler, **kw) as client:
+            walker = TestPageWalker(client, PRODUCT)
+            pages: list[TestPage] = []
+            try:
+                while not pages or not pages[-1].is_last:
+                    number = len(pages) + 1
+                    walker.read_ahead(number, known_pages=known_pages, speculate=speculate)
+                    pages.append(await walker.fetch_page(number))
+            finally:
+                walker.close()
+            await asyncio.sleep(0.05)  # let anything cancelled settle before counting
+            return pages, walker.pages_ahead
+
+    return run(scenario())
+
+
+def test_a_deep_walk_keeps_pages_in_flight_and_hands_them_over_in_order() -> None:
+    fake = FakeTestList(290)  # 11 full pages and a short 12th
+    overlap = Overlap(fake)
+
+    pages, left = _deep_walk(overlap)
+
+    assert _ids(pages) == [t["id"] for t in fake.tests]
+    assert [p.page for p in pages] == list(range(1, 13))
+    assert overlap.most > 1  # pages overlapped
+    asked = [page for page, _ in fake.asked]
+    assert len(asked) == len(set(asked))  # no page asked twice
+    past_end = [page for page in asked if page > 12]
+    assert len(past_end) <= READ_AHEAD_START + 12 // READ_AHEAD_GROWTH
+    assert left == []
+
+
+def test_known_pages_start_at_once_and_nothing_is_guessed_past_them() -> None:
+    fake = FakeTestList(110)  # pages 1-4 full, page 5 short
+
+    pages, _ = _deep_walk(Overlap(fake), known_pages=5, speculate=False)
+
+    assert len(pages) == 5 and pages[-1].is_last
+    assert sorted(fake.asked) == [(n, 25) for n in range(1, 6)]
+
+
+def test_a_short_page_drops_the_pages_read_ahead_past_it() -> None:
+    """One request slot: the pages queued past the short page are never sent."""
+    fake = FakeTestList(30)  # page 2 is short
+
+    pages, left = _deep_walk(Overlap(fake), known_pages=8, speculate=False, max_concurrent=1)
+
+    assert [p.page for p in pages] == [1, 2]
+    # At most the page that took the slot as page 2 came back; never the rest.
+    assert {page for page, _ in fake.asked} <= {1, 2, 3}
+    assert left == []
+
+
+def test_a_429_pauses_the_pages_read_ahead_too() -> None:
+    """After a 429 no page read ahead is sent before the pause ends.
+
+    One slot, so that no request is on the wire when the 429 comes back: every
+    page queued ahead must wait at the gate.
+    """
+    fake = FakeTestList(200)
+    overlap = Overlap(fake, throttle_page=3)
+    wait = FAST.max_wait_s
+
+    pages, _ = _deep_walk(overlap, known_pages=9, speculate=False, max_concurrent=1)
+
+    assert _ids(pages) == [t["id"] for t in fake.tests]
+    assert overlap.throttled_at is not None
+    during = [
+        page
+        for at, page in overlap.arrivals
+        if overlap.throttled_at < at < overlap.throttled_at + wait
+    ]
+    assert during == []
+    assert sorted({page for _, page in overlap.arrivals}) == list(range(1, 10))
+
+
+def test_no_read_ahead_starts_while_a_429_pause_holds() -> None:
+    async def scenario() -> tuple[list[int], list[int]]:
+        async with mock_client(FakeTestList(100)) as client:
+            walker = TestPageWalker(client, PRODUCT)
+            budget = shared_budget(client.max_concurrent)
+            budget.pause(60)
+            walker.read_ahead(1, known_pages=3)
+            paused = walker.pages_ahead
+            budget.resume_at = 0.0
+            walker.read_ahead(1, known_pages=3)
+            started = walker.pages_ahead
+            walker.close()
+            return paused, started
+
+    paused, started = run(scenario())
+    assert paused == []
+    assert started[:3] == [1, 2, 3]
+
+
+# -- a list that cannot be read ---------------------------------------------------------
+
+
+def test_a_list_failing_at_every_size_stops_after_a_page_of_unreadable_positions() -> None:
+    """Every page answers 500, past the end too: the walk stops instead of going on forever."""
+    asked: list[tuple[int, int]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append((int(request.url.params["page"]), int(request.url.params["per_page"])))
+        return httpx.Response(500, json={"error": "Internal Server Error"})
+
+    with pytest.raises(UnreadablePagesError, match="25 tests in a row of product 7"):
+        _walk(handler)
+    # Single tests were tried only within the first page (and its next neighbour).
+    assert max(page for page, size in asked if size == 1) <= 26
+
+
+def test_unreadable_positions_in_a_row_are_counted_across_pages() -> None:
+    with pytest.raises(UnreadablePagesError):
+        _walk(FakeTestList(60, broken=tuple(range(10, 35))))
+
+
+def test_fewer_unreadable_positions_in_a_row_than_a_page_are_broken_tests() -> None:
+    fake = FakeTestList(60, broken=tuple(range(1, 25)))
+
+    pages = _walk(fake)
+
+    assert [slot.position for page in pages for slot in page.broken] == list(range(1, 25))
+    assert len(_ids(pages)) == 36

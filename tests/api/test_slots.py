@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from testio_sync.api.slots import PrioritySlots, request_priority
+from testio_sync.api.slots import PrioritySlots, RequestBudget, request_priority
 
 
 def test_waiters_are_served_highest_priority_first_and_fifo_among_equals():
@@ -98,3 +98,27 @@ def test_clients_of_one_process_share_one_request_budget_and_one_rate_limit_paus
     assert shared
     assert state["peak"] <= 3
     assert waited >= 0.09
+
+
+def test_spare_slots_are_the_idle_ones_and_none_during_a_pause():
+    """Speculation may take only slots nobody holds or waits for, and none while paused."""
+
+    async def scenario() -> tuple[int, int, int, int]:
+        budget = RequestBudget(3)
+        slots = budget.slots
+        await slots.acquire()
+        free = budget.spare()
+        await slots.acquire()
+        await slots.acquire()
+        waiting = asyncio.create_task(slots.acquire())  # all held: it queues
+        await asyncio.sleep(0)
+        slots.release()  # the slot goes straight to the waiter
+        queued_then_granted = budget.spare()
+        await waiting
+        slots.release()
+        idle = budget.spare()
+        budget.pause(60)
+        paused = budget.spare()
+        return free, queued_then_granted, idle, paused
+
+    assert asyncio.run(scenario()) == (2, 0, 1, 0)

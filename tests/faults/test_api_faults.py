@@ -74,3 +74,43 @@ def test_a_full_sync_through_a_worker_survives_every_api_fault_and_misses_only_t
     assert [b["product_id"] for b in recorded] == [sim.world.tests[broken].product_id]
     assert any("cannot be fetched" in e for e in result.errors), result.errors
     assert LOCKED not in log
+
+
+def test_a_product_whose_every_test_page_answers_500_stops_its_walk_and_the_next_sync_retries(
+    home, worker_pool
+):
+    """Every page of one product's list fails at every size, past its end too.
+
+    The walk used to record position after position as broken and never end; a
+    page's worth of unreadable positions in a row now ends that product's walk for
+    the run (``partial``), the other products are synced, and the next sync, with
+    the list readable again, brings the product in. The waits are bounded, so the
+    old endless walk fails the test instead of hanging the suite.
+    """
+    sim = Simulator(scale="tiny", seed=32, token=TOKEN, tests=150, bugs=300)
+    with sim.serve(host="127.0.0.1", port=0) as server:
+        with sim.lock:
+            world = sim.world
+            failing = max(world.products, key=lambda pid: len(world.ordered_test_ids(pid)))
+            lost = list(world.ordered_test_ids(failing))
+        sim.update_faults(latency_ms=2, failing_product_ids=[failing])
+        settings = make_settings(home, server.base_url, refresh_interval_s=0)
+        service = SyncService(settings)
+        worker_pool(settings).start()
+
+        first = service.execute_sync(WITH_BUGS).wait(60)
+
+        assert first.status is SyncStatus.PARTIAL, first.errors
+        assert any(f"product {failing}" in e and "in a row" in e for e in first.errors), (
+            first.errors
+        )
+        want = expected_ids(sim, without_tests=lost)
+        assert differences(ids_in(settings.db_path), want) == {}
+        assert service.status()["broken_tests"] == []  # a broken list is not broken tests
+
+        sim.update_faults(failing_product_ids=[])
+        second = service.execute_sync(WITH_BUGS).wait(60)
+
+        assert second.status is SyncStatus.SUCCEEDED, second.errors
+        assert differences(ids_in(settings.db_path), expected_ids(sim)) == {}
+        assert store_problems(settings.db_path) == []

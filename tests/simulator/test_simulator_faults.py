@@ -87,6 +87,21 @@ def test_a_broken_test_fails_every_page_holding_it_and_its_detail(start_simulato
     assert running.api.get(f"/exploratory_tests/{broken}").status_code == 500
 
 
+def test_a_failing_product_answers_500_for_every_page_even_past_its_end(start_simulator):
+    """A broken list, not a broken test: every size, every page; other products are fine."""
+    running = start_simulator(scale="seed", seed=1)
+    failing = _product_with_most_tests(running)
+    length = len(running.sim.world.ordered_test_ids(failing))
+    running.sim.update_faults(failing_product_ids=[failing])
+    path = f"/products/{failing}/exploratory_tests"
+    for per_page, page in ((25, 1), (1, 1), (1, length + 1), (25, length)):
+        response = running.api.get(path, params={"page": page, "per_page": per_page})
+        assert response.status_code == 500
+    other = next(pid for pid in running.sim.world.products if pid != failing)
+    response = running.api.get(f"/products/{other}/exploratory_tests", params={"page": 1})
+    assert response.status_code == 200
+
+
 def test_broken_tests_by_count_are_picked_among_archived_tests_deterministically(
     start_simulator,
 ):
