@@ -5,7 +5,7 @@ Tools validate, call one library function (``mcp_tools``, ``report``,
 content. ``TestioSyncError`` becomes a one-line ``ToolError`` naming a next
 step; nothing else about a failure (no traceback, no token) reaches the client.
 ``run_server`` starts a worker when none is alive, so one command gives a
-working server, and stops that worker again on exit.
+working server; that worker stops by itself once idle and no server uses it.
 """
 
 from __future__ import annotations
