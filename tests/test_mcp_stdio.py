@@ -75,7 +75,7 @@ async def wait_until(condition: Any, timeout_s: float = 15) -> None:
 async def test_stdio_server_starts_one_shared_worker_syncs_and_stops_it_on_exit(
     tiny_server: tuple[Simulator, str], tmp_path: Path
 ) -> None:
-    """The first server starts a worker, a second one uses it; only the first stops it."""
+    """The first server starts a worker, a second one uses it; it stops after the last one."""
     home = tmp_path / "home"
     env = server_env(home, tiny_server)
     truth = tiny_server[0].truth()
