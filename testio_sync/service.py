@@ -20,7 +20,13 @@ from typing import Any
 
 from testio_sync import tasks
 from testio_sync.dates import to_iso, utc_now
-from testio_sync.errors import SyncError, UnknownProductsError, UsageError
+from testio_sync.errors import (
+    StoreError,
+    SyncError,
+    TestioSyncError,
+    UnknownProductsError,
+    UsageError,
+)
 from testio_sync.settings import Settings
 from testio_sync.store import queries
 from testio_sync.store.db import open_database
@@ -75,6 +81,13 @@ class RunView:
         }
 
 
+def view_row(run_id: str) -> SyncEvent:
+    row = runs.get_run(run_id)
+    if row is None:
+        raise SyncError(f"Run {run_id} is unknown.")
+    return row
+
+
 def view_of(row: SyncEvent) -> RunView:
     status = SyncStatus(row.status)
     return RunView(
@@ -96,25 +109,55 @@ class SyncHandle:
     in_process: bool = False
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _crash: BaseException | None = field(default=None, repr=False)
 
     def poll(self, *, check_owner: bool = False) -> RunView:
         """The run now; ``check_owner`` first marks it abandoned if its process died."""
         if check_owner:
             tasks.sync.recover_abandoned(self.settings)
-        row = runs.get_run(self.run_id)
-        if row is None:
-            raise SyncError(f"Run {self.run_id} is unknown.")
-        return view_of(row)
+        return view_of(view_row(self.run_id))
 
     def start(self) -> None:
         """Start the in-process job in a thread (no-op for queued runs)."""
         if self.in_process and self._thread is None:
 
             def work() -> None:
-                asyncio.run(run_job(self.run_id, self.settings, should_stop=self._stop.is_set))
+                try:
+                    asyncio.run(run_job(self.run_id, self.settings, should_stop=self._stop.is_set))
+                except BaseException as exc:  # kept for the waiter, who must not wait for ever
+                    self._crash = exc
 
-            self._thread = threading.Thread(target=work, name=f"sync-{self.run_id}", daemon=True)
+            self._thread = threading.Thread(
+                target=work, name=runs.job_thread_name(self.run_id), daemon=True
+            )
             self._thread.start()
+
+    def check_thread(self, view: RunView) -> None:
+        """Raise when this handle's in-process job ended without finishing its run.
+
+        Raises:
+            SyncError: the job's thread is gone and the row is still unfinished.
+        """
+        thread = self._thread
+        if view.result is not None or thread is None or thread.is_alive():
+            return
+        view = self.poll()  # it may have finished between the poll and the check
+        if view.result is not None:
+            return
+        crash = self._crash
+        if isinstance(crash, runs.RunNotRecordedError):
+            reason = str(crash)
+        elif isinstance(crash, TestioSyncError):
+            reason = f"Run {self.run_id} stopped: {crash}"
+        else:
+            cause = f": {type(crash).__name__}: {crash}" if crash else ""
+            reason = f"Run {self.run_id} stopped without recording its end{cause}."
+        if not isinstance(crash, runs.RunNotRecordedError):
+            try:  # the row must not stay active for the next caller to attach to
+                runs.finish_bare(runs.result_of_crash(view_row(self.run_id), reason), reason)
+            except StoreError as exc:
+                reason = f"{reason} The run could not be marked failed either: {exc}"
+        raise SyncError(reason) from crash
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask an in-process run to stop cleanly, and wait for it to record its end."""
@@ -133,6 +176,8 @@ class SyncHandle:
 
         Raises:
             SyncWaitTimeout: not finished within ``timeout_s`` (the run goes on).
+            SyncError: the in-process job died without finishing the run.
+            StoreError: the run's row cannot be read or marked abandoned.
         """
         self.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -142,6 +187,7 @@ class SyncHandle:
             if check:
                 next_check = time.monotonic() + OWNER_CHECK_S
             view = self.poll(check_owner=check)
+            self.check_thread(view)
             if on_progress is not None:
                 on_progress(view.progress)
             if view.result is not None:
@@ -171,6 +217,7 @@ class SyncHandle:
             if check:
                 next_check = time.monotonic() + OWNER_CHECK_S
             view = await asyncio.to_thread(self.poll, check_owner=check)
+            self.check_thread(view)
             if on_progress is not None and view.progress.to_dict() != last:
                 last = view.progress.to_dict()
                 maybe = on_progress(view.progress)

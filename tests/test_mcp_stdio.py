@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import tty
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.types import LATEST_PROTOCOL_VERSION
 
 from testio_sync.simulator import Simulator
 from testio_sync.tasks.liveness import worker_alive
@@ -74,7 +77,7 @@ async def wait_until(condition: Any, timeout_s: float = 15) -> None:
 async def test_stdio_server_starts_one_shared_worker_syncs_and_stops_it_on_exit(
     tiny_server: tuple[Simulator, str], tmp_path: Path
 ) -> None:
-    """The first server starts a worker, a second one uses it; only the first stops it."""
+    """The first server starts a worker, a second one uses it; it stops after the last one."""
     home = tmp_path / "home"
     env = server_env(home, tiny_server)
     truth = tiny_server[0].truth()
@@ -147,6 +150,15 @@ async def test_stdio_server_without_worker_syncs_in_process_and_reports(
     )
 
 
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` if a failed test left it running, and close its stderr pipe."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -183,11 +195,7 @@ async def test_http_server_serves_on_localhost_and_sigterm_stops_it_and_its_work
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        reap(proc)
     await wait_until(lambda: not worker_alive(home / "worker.lock"))
 
 
@@ -231,3 +239,70 @@ async def test_prompts_and_the_thresholds_resource_are_listed_and_render_over_st
         "critical": DEFAULT_THRESHOLDS.rejection_critical,
     }
     assert (rates["review_rate"]["bad_when"], rates["review_rate"]["critical"]) == ("low", 0.60)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_on_a_terminal_stops_on_ctrl_c_and_sigterm_and_its_worker_follows(
+    signum: int, tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """On a terminal the signal ends the server (exit 0), and its idle worker after it."""
+    home = tmp_path / "home"
+    controller, terminal = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testio_sync", "serve"],
+        env={**os.environ, **server_env(home, tiny_server)},
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own terminal session, as a shell would give it
+    )
+    try:
+        tty.setraw(terminal)
+        answer_to_initialize(controller)  # it serves: its stdin reader waits on the terminal
+        proc.send_signal(signum)
+        code = proc.wait(20)  # it used to wait for a line of input that never came
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        reap(proc)
+        os.close(controller)
+        os.close(terminal)
+    assert code == 0, stderr
+    assert f"{signal.Signals(signum).name}: shutting down" in stderr
+    anyio.run(wait_until, lambda: not worker_alive(home / "worker.lock"), 30)
+
+
+def answer_to_initialize(terminal: int, timeout_s: float = 30) -> None:
+    """Send ``initialize`` through the terminal and read until the server answers it."""
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": LATEST_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "terminal", "version": "1"},
+        },
+    }
+    os.write(terminal, (json.dumps(request) + "\n").encode())
+    seen = b""
+    while b"serverInfo" not in seen:
+        ready, _, _ = select.select([terminal], [], [], timeout_s)
+        assert ready, f"no answer to initialize: {seen!r}"
+        seen += os.read(terminal, 65536)
+
+
+def test_serve_http_on_a_taken_port_says_so_in_one_line_and_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "testio_sync", "serve", "--transport=http", f"--port={port}"],
+            env={**os.environ, "TESTIO_SYNC_HOME": str(tmp_path / "home")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == f"Error: Cannot listen on 127.0.0.1:{port}: Address already in use.\n"
+    assert done.stdout == ""

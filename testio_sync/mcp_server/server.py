@@ -5,7 +5,7 @@ Tools validate, call one library function (``mcp_tools``, ``report``,
 content. ``TestioSyncError`` becomes a one-line ``ToolError`` naming a next
 step; nothing else about a failure (no traceback, no token) reaches the client.
 ``run_server`` starts a worker when none is alive, so one command gives a
-working server, and stops that worker again on exit.
+working server; that worker stops by itself once idle and no server uses it.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -47,11 +50,12 @@ from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
-from testio_sync.settings import Settings, touch_private
+from testio_sync.settings import Settings
 from testio_sync.sync.lock import EntityLocks
 from testio_sync.sync.types import SyncTrigger
 from testio_sync.tasks.consumer import spawn_worker
 from testio_sync.tasks.liveness import worker_alive
+from testio_sync.tasks.users import register_user, start_guard, unregister_user
 
 logger = logging.getLogger("testio_sync.mcp")
 
@@ -198,45 +202,54 @@ def answer(data: dict[str, Any]) -> CallToolResult:
 
 
 class WorkerKeeper:
-    """Starts a worker when none is alive (several servers share one) and stops its own."""
+    """Shares one worker among all servers of a data directory, and never stops it.
+
+    Each server registers as a user of the worker (``testio_sync.tasks.users``); the worker a
+    server starts is attended: it stops by itself once it is idle and no server
+    is left, so one server's exit neither cuts a running sync nor leaves the
+    other servers without a worker.
+    """
 
     def __init__(self, settings: Settings, *, enabled: bool = True) -> None:
         self.settings = settings
         self.enabled = enabled
         self.process: subprocess.Popen[bytes] | None = None
+        self._entry: Path | None = None
         self._guard = threading.Lock()
 
     def ensure(self) -> bool:
         """Make sure a worker is alive; True when this call started one."""
-        if not self.enabled or worker_alive(self.settings.worker_lock_path):
+        if not self.enabled:
             return False
         with self._guard:
-            self.settings.ensure_home()
-            # One starter at a time across processes, so two servers do not both spawn.
             try:
-                start_lock = self.settings.home / "worker-start.lock"
-                with FileLock(str(touch_private(start_lock)), timeout=30, mode=0o600):
+                # Under the start guard: a worker deciding to stop for lack of users
+                # either sees this server registered or is already not alive.
+                with start_guard(self.settings):
+                    if self._entry is None:
+                        self._entry = register_user(self.settings)
                     if worker_alive(self.settings.worker_lock_path):
                         return False
                     logger.info("no worker alive: starting one")
-                    self.process = spawn_worker(self.settings)
+                    self.process = spawn_worker(self.settings, attended=True)
                     return True
-            except (RuntimeError, OSError, Timeout) as exc:
+            except (RuntimeError, OSError, Timeout, TestioSyncError) as exc:
                 # Syncs still run, in this process: a missing worker must not stop the server.
                 logger.warning("could not start a worker: %s", exc)
                 return False
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the worker this server started (terminate, wait; kill if it hangs)."""
+    def stop(self) -> None:
+        """Stop using the worker; it finishes its run and stops once no server is left.
+
+        Takes no lock: a signal handler calls it, maybe while ``ensure`` holds the guard.
+        """
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            unregister_user(entry)
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            # It stops by itself once idle and unused: reap it then, without waiting here.
+            threading.Thread(target=proc.wait, name="reap-worker", daemon=True).start()
 
 
 # -- the server --------------------------------------------------------------------------
@@ -495,6 +508,43 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class ServeError(TestioSyncError):
+    """The server could not start serving (its port is taken); a failure, not a bad setting."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in one line when ``host:port`` cannot be listened on (e.g. taken).
+
+    Raises:
+        ServeError: the address is in use or not ours to bind.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+
+
+def stop_on_signals(keeper: WorkerKeeper) -> None:
+    """Ctrl-C and SIGTERM end a stdio server at once.
+
+    The stdio transport reads stdin in a thread that no cancellation reaches: a
+    normal shutdown would wait for the next input line, which never comes from a
+    terminal. So the handler leaves the worker and exits the process itself.
+    """
+
+    def stop_now(signum: int, frame: object) -> None:
+        logger.info("%s: shutting down", signal.Signals(signum).name)
+        keeper.stop()
+        logging.shutdown()
+        os._exit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop_now)
+
+
 def run_server(
     settings: Settings,
     *,
@@ -505,15 +555,19 @@ def run_server(
 ) -> None:
     """Serve MCP over stdio (default) or streamable HTTP at ``http://host:port/mcp``.
 
-    Starts a worker when none is alive (unless ``start_worker`` is False) and
-    stops it on exit. Logs go to stderr: on stdio, stdout is the protocol pipe.
+    Starts a worker when none is alive (unless ``start_worker`` is False); on
+    exit, leaves it to finish its run and stop once no server uses it. Logs go
+    to stderr: on stdio, stdout is the protocol pipe.
 
     Raises:
         UsageError: an unknown transport.
         ConfigError: the data directory is unusable.
+        ServeError: the HTTP port is taken.
     """
     if transport not in ("stdio", "http"):
         raise UsageError(f"transport must be stdio or http, not {transport!r}")
+    if transport == "http":
+        check_port(host, port)
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
@@ -522,8 +576,11 @@ def run_server(
     keeper = WorkerKeeper(settings, enabled=start_worker)
     server = build_server(settings, worker=keeper)
     in_main = threading.current_thread() is threading.main_thread()
-    # SIGTERM would end the process without cleanup and orphan the worker.
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if in_main and transport == "stdio":
+        stop_on_signals(keeper)
+    elif in_main:  # uvicorn handles both while it serves; before and after, we do
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         keeper.ensure()
         if transport == "http":
@@ -532,9 +589,10 @@ def run_server(
             server.run()
     except KeyboardInterrupt:
         logger.info("interrupted: shutting down")
+    except SystemExit as exc:  # uvicorn's way to say it could not start
+        raise ServeError(f"The HTTP server on {host}:{port} stopped (exit {exc.code}).") from None
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the worker stop undisturbed
         keeper.stop()
         if in_main:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

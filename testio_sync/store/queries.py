@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from peewee import JOIN, SQL, Expression, NodeList, PeeweeException, fn
 
 from testio_sync.errors import StoreError
-from testio_sync.store import search_index
+from testio_sync.store import failures, search_index
 from testio_sync.store.db import explain
 from testio_sync.store.models import (
     BrokenTest,
@@ -55,7 +55,9 @@ def store_call(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except StoreError:
                 raise
             except (PeeweeException, sqlite3.Error) as exc:
-                raise StoreError(explain(f"Cannot {action}: {exc}")) from exc
+                reason = failures.describe(exc, database.database)
+                kind = failures.DiskFullError if failures.is_full(exc) else StoreError
+                raise kind(explain(f"Cannot {action}: {reason}")) from exc
 
         return wrapper
 

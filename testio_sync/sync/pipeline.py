@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from testio_sync.api.slots import request_priority
 from testio_sync.errors import AccessError, ApiError, AuthError, StoreError
 from testio_sync.store import queries
+from testio_sync.store.failures import DiskFullError
 from testio_sync.store.models import ExploratoryTest, database
 from testio_sync.sync.context import RunContext, StopRequested
 from testio_sync.sync.discovery import WALK_PRIORITY, ProductWalk
@@ -27,7 +28,7 @@ BUG_BATCH = 15  # test ids per bug request: the batch size known to pass the edg
 
 def unwrap_group(group: BaseExceptionGroup) -> BaseException:
     """The error to raise for a failed task group: a fatal one first, else the first."""
-    for kind in (AuthError, StopRequested):
+    for kind in (AuthError, StopRequested, DiskFullError):
         match = group.subgroup(kind)
         if match is not None:
             group = match
@@ -107,7 +108,7 @@ class ProductPipeline:
             if self.with_bugs:
                 self._schedule(self._tests_needing_bugs(pid), held)
                 self._flush(held)
-        except (AuthError, StopRequested):
+        except (AuthError, StopRequested, DiskFullError):  # every later product would fail too
             raise
         except ApiError as exc:
             record_api_error(ctx, f"Product {pid}", exc)

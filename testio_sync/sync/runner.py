@@ -11,17 +11,20 @@ import asyncio
 import gc
 import logging
 import os
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from peewee import PeeweeException
+
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
-from testio_sync.errors import SyncLockedError, TestioSyncError
+from testio_sync.errors import TestioSyncError
 from testio_sync.settings import Settings
-from testio_sync.store import save
+from testio_sync.store import failures, save
 from testio_sync.store.backups import new_backup_path
 from testio_sync.store.db import backup_database, explain, open_database
 from testio_sync.sync import runs
@@ -123,38 +126,88 @@ async def _claim_and_run(
     if request is None:
         logger.info("run %s is not queued any more; skipped", run_id)
         return None
-    started = time.monotonic()
+    # From here on the row says "running": whatever breaks, it must end finished.
+    clock = {"started": time.monotonic()}
     lock = SyncLock(settings.lock_path, run_id=run_id, timeout_s=settings.lock_timeout_s)
-    runs.update_progress(run_id, {"message": "waiting for the sync lock"})
+    result: SyncResult | None = None
     try:
-        warnings = await lock.acquire()
-        runs.mark_started(run_id, now=utc_now())
-        started = time.monotonic()
-    except SyncLockedError as exc:
-        result = _failed(run_id, request, str(exc), started)
-        runs.finish_run(result, full_scope=False)
-        log_outcome(result)
-        return result
-    sink = RowProgress(run_id)
-    try:
-        result = await _run_locked(
-            run_id, request, settings, sink, warnings, lambda: should_stop() or lock.lost
-        )
+        result = await _lock_and_run(run_id, request, settings, lock, should_stop, clock)
     except asyncio.CancelledError:
-        result = _failed(run_id, request, "The sync was interrupted.", started)
+        result = _failed(run_id, request, "The sync was interrupted.", clock["started"])
     except TestioSyncError as exc:
-        result = _failed(run_id, request, str(exc), started)
+        result = _failed(run_id, request, str(exc), clock["started"])
     except Exception as exc:  # a job must always leave its row finished, whatever broke
         logger.error("run %s crashed:\n%s", run_id, traceback.format_exc())
-        result = _failed(
-            run_id, request, f"Internal error: {type(exc).__name__}: {explain(exc)}", started
-        )
+        result = _failed(run_id, request, crash_message(exc, settings), clock["started"])
     finally:
-        await lock.release()
-    sink.flush()
-    runs.finish_run(result, full_scope=counts_as_full(request, settings))
+        try:
+            await lock.release()
+        except Exception:  # the lock record goes stale; the row must still end
+            logger.exception("run %s: could not release the sync lock", run_id)
+        if result is None:  # KeyboardInterrupt, SystemExit: record, then let it go on
+            result = _failed(run_id, request, "The sync was interrupted.", clock["started"])
+        record_end(result, full_scope=counts_as_full(request, settings))
     log_outcome(result)
     return result
+
+
+async def _lock_and_run(
+    run_id: str,
+    request: SyncRequest,
+    settings: Settings,
+    lock: SyncLock,
+    should_stop: Callable[[], bool],
+    clock: dict[str, float],
+) -> SyncResult:
+    """Take the sync lock, then run; the caller releases the lock whatever happens."""
+    runs.update_progress(run_id, {"message": "waiting for the sync lock"})
+    warnings = await lock.acquire()
+    runs.mark_started(run_id, now=utc_now())
+    clock["started"] = time.monotonic()
+    sink = RowProgress(run_id)
+    try:
+        return await _run_locked(
+            run_id, request, settings, sink, warnings, lambda: should_stop() or lock.lost
+        )
+    finally:
+        try:
+            sink.flush()
+        except TestioSyncError as exc:  # the outcome matters more than the last progress
+            logger.warning("run %s: %s", run_id, exc)
+
+
+def crash_message(exc: Exception, settings: Settings) -> str:
+    """An unexpected error as one line; a database error names its cause (e.g. a full disk)."""
+    if isinstance(exc, PeeweeException | sqlite3.Error):
+        return explain(f"Database error: {failures.describe(exc, settings.db_path)}")
+    return f"Internal error: {type(exc).__name__}: {explain(exc)}"
+
+
+def record_end(result: SyncResult, *, full_scope: bool) -> None:
+    """Write the outcome; when it does not fit (full disk), a short one.
+
+    Raises:
+        RunNotRecordedError: not even the short outcome could be written; the
+            row still says "running", so the caller must make the failure seen.
+    """
+    try:
+        runs.finish_run(result, full_scope=full_scope)
+        return
+    except TestioSyncError as exc:
+        logger.error("run %s: %s", result.run_id, exc)
+        error = f"The run {result.status.value}, but its result could not be recorded: {exc}"
+        if result.errors:
+            error += f". First error: {result.errors[0]}"
+    if result.status == SyncStatus.SUCCEEDED:
+        result.status = SyncStatus.FAILED
+    result.errors.insert(0, error)
+    try:
+        runs.finish_bare(result, error)
+    except TestioSyncError as exc:
+        raise runs.RunNotRecordedError(
+            f"Run {result.run_id} ended ({result.status.value}) but its end could not be "
+            f"recorded: {exc}"
+        ) from exc
 
 
 def log_outcome(result: SyncResult) -> None:

@@ -6,6 +6,8 @@ number of callers can attach to one run and all read the same result.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,14 +15,21 @@ from typing import Any
 import psutil
 from peewee import DatabaseError
 
-from testio_sync.dates import parse_iso, to_stored
+from testio_sync.dates import parse_iso, to_stored, utc_now
 from testio_sync.errors import StoreError
+from testio_sync.store import failures
 from testio_sync.store.db import explain
 from testio_sync.store.models import SyncEvent, SyncMetadata, database
+from testio_sync.store.queries import store_call
 from testio_sync.sync.types import SyncRequest, SyncResult, SyncStatus
 
 LAST_SYNC_COMPLETED = "last_sync_completed"
 ACTIVE = (SyncStatus.QUEUED.value, SyncStatus.RUNNING.value)
+LOST_IN_QUEUE = "The queue lost this run's job before a worker took it."
+
+
+class RunNotRecordedError(StoreError):
+    """A run ended but not even a short outcome could be written to its row."""
 
 
 def request_of(row: SyncEvent) -> SyncRequest:
@@ -69,11 +78,23 @@ def create_or_attach(
                 enqueue(run_id)
             return run_id, False
     except DatabaseError as exc:
-        raise StoreError(explain(f"Cannot record the sync request: {exc}")) from exc
+        reason = failures.describe(exc, database.database)
+        raise StoreError(explain(f"Cannot record the sync request: {reason}")) from exc
 
 
+@store_call("claim the sync run")
 def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:
-    """Move a queued run to running for this process; None if it is not queued."""
+    """Move a queued run to running for this process; None if it is not queued.
+
+    A run judged lost by the queue check (abandoned before it ever started, not
+    an in-process run) is claimed too: its job is running after all, so the row
+    must say so rather than keep a false "abandoned".
+    """
+    lost_in_queue = (
+        (SyncEvent.status == SyncStatus.ABANDONED.value)
+        & SyncEvent.started_at.is_null()
+        & (SyncEvent.in_process == False)  # noqa: E712 - a SQL comparison
+    )
     with database.connection_context(), database.atomic("IMMEDIATE"):
         changed = (
             SyncEvent.update(
@@ -81,8 +102,15 @@ def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:
                 started_at=now,
                 owner_pid=pid,
                 owner_started_at=_create_time(pid),
+                finished_at=None,
+                duration_seconds=None,
+                result=None,
+                error=None,
             )
-            .where((SyncEvent.run_id == run_id) & (SyncEvent.status == SyncStatus.QUEUED.value))
+            .where(
+                (SyncEvent.run_id == run_id)
+                & ((SyncEvent.status == SyncStatus.QUEUED.value) | lost_in_queue)
+            )
             .execute()
         )
         if not changed:
@@ -90,17 +118,20 @@ def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:
         return request_of(SyncEvent.get(SyncEvent.run_id == run_id))
 
 
+@store_call("record the start of the sync run")
 def mark_started(run_id: str, *, now: datetime) -> None:
     """Stamp ``started_at`` when the run really starts: once it holds the sync lock."""
     with database.connection_context():
         SyncEvent.update(started_at=now).where(SyncEvent.run_id == run_id).execute()
 
 
+@store_call("record the sync's progress")
 def update_progress(run_id: str, progress: dict[str, Any]) -> None:
     with database.connection_context():
         SyncEvent.update(progress=progress).where(SyncEvent.run_id == run_id).execute()
 
 
+@store_call("record the end of the sync run")
 def finish_run(result: SyncResult, *, full_scope: bool, error: str | None = None) -> None:
     """Write the outcome; a full-scope success also moves ``last_sync_completed``."""
     with database.connection_context(), database.atomic("IMMEDIATE"):
@@ -125,6 +156,38 @@ def finish_run(result: SyncResult, *, full_scope: bool, error: str | None = None
             and result.finished_at is not None
         ):
             set_last_sync_completed(result.finished_at)
+
+
+def result_of_crash(row: SyncEvent, error: str) -> SyncResult:
+    """A failed result for a run whose job died before it could record its own end."""
+    now = utc_now()
+    started = row.started_at or row.enqueued_at
+    return SyncResult(
+        run_id=row.run_id,
+        status=SyncStatus.FAILED,
+        trigger=request_of(row).trigger,
+        started_at=row.started_at,
+        finished_at=now,
+        duration_seconds=max(0.0, (now - started).total_seconds()) if started else 0.0,
+        errors=[error],
+    )
+
+
+@store_call("record a short end of the sync run")
+def finish_bare(result: SyncResult, error: str) -> None:
+    """The outcome in the fewest bytes, for when the full result did not fit on disk.
+
+    Progress and result are cleared, so the row shrinks and the write needs no new page.
+    """
+    with database.connection_context():
+        SyncEvent.update(
+            status=result.status.value,
+            finished_at=result.finished_at,
+            duration_seconds=round(result.duration_seconds, 3),
+            progress=None,
+            result=None,
+            error=error[:500],
+        ).where((SyncEvent.run_id == result.run_id) & SyncEvent.status.in_(ACTIVE)).execute()
 
 
 def set_last_sync_completed(when: datetime) -> None:
@@ -202,6 +265,18 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
+def job_thread_name(run_id: str) -> str:
+    """The name of the thread that runs an in-process job (see ``_thread_gone_here``)."""
+    return f"sync-{run_id}"
+
+
+def _thread_gone_here(row: SyncEvent) -> bool:
+    """An in-process run of this very process whose job thread is gone."""
+    if not row.in_process or row.owner_pid != os.getpid():
+        return False
+    return not any(t.name == job_thread_name(row.run_id) for t in threading.enumerate())
+
+
 def owner_alive(pid: int | None, started_at: float | None) -> bool:
     """True when the recorded process still runs (not a zombie, not a reused PID)."""
     if not pid:
@@ -215,6 +290,7 @@ def owner_alive(pid: int | None, started_at: float | None) -> bool:
         return False
 
 
+@store_call("mark dead sync runs as abandoned")
 def mark_abandoned(
     *, now: datetime, is_pending: Callable[[str], bool] | None = None, grace_s: float = 10.0
 ) -> list[str]:
@@ -229,11 +305,15 @@ def mark_abandoned(
         # Rows first, then (lazily) the queue: an enqueue commits to the queue before
         # its row commits, so a run read here is never missing from the pending set.
         for row in list(SyncEvent.select().where(SyncEvent.status.in_(ACTIVE))):
+            why = "The process running this sync died before it finished."
             if row.status == SyncStatus.RUNNING.value or row.in_process:
-                dead = not owner_alive(row.owner_pid, row.owner_started_at)
+                dead = not owner_alive(row.owner_pid, row.owner_started_at) or (
+                    row.status == SyncStatus.RUNNING.value and _thread_gone_here(row)
+                )
             else:
                 old = row.enqueued_at < now - timedelta(seconds=grace_s)
                 dead = old and is_pending is not None and not is_pending(row.run_id)
+                why = LOST_IN_QUEUE
             if not dead:
                 continue
             started = row.started_at or row.enqueued_at
@@ -244,7 +324,7 @@ def mark_abandoned(
                 started_at=row.started_at,
                 finished_at=now,
                 duration_seconds=max(0.0, (now - started).total_seconds()),
-                errors=["The process running this sync died before it finished."],
+                errors=[why],
             )
             updated = (
                 SyncEvent.update(

@@ -2,6 +2,10 @@
 
 The kernel drops the lock when the process dies, however it dies, so the
 answer is never stale. Callers only probe: they never keep the lock.
+
+The lock file also says which run the worker is executing (``worker_job``):
+huey takes a job off the queue before the job can claim its row, and a run
+that is neither queued nor claimed is only lost when no worker executes it.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from testio_sync.settings import touch_private
 
+RECORD_BYTES = 256
 _held: dict[str, int] = {}
+_start_time: float | None = None
 
 
 def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
@@ -38,9 +45,44 @@ def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
                 return False
             time.sleep(0.01)
     os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({"pid": os.getpid(), "started_at": time.time()}).encode())
     _held[key] = fd
+    _write_record(fd, None)
     return True
+
+
+def _write_record(fd: int, run_id: str | None) -> None:
+    """One fixed-size write, so a reader never sees half a record."""
+    record = {"pid": os.getpid(), "started_at": _started_at(), "run_id": run_id}
+    os.pwrite(fd, json.dumps(record).encode().ljust(RECORD_BYTES), 0)
+
+
+def _started_at() -> float:
+    global _start_time
+    if _start_time is None:
+        _start_time = time.time()
+    return _start_time
+
+
+def set_worker_job(path: Path, run_id: str | None) -> None:
+    """Record the run this worker executes now (None when idle); no-op unless it holds the lock."""
+    fd = _held.get(str(path))
+    if fd is not None:
+        _write_record(fd, run_id)
+
+
+def worker_job(path: Path) -> str | None:
+    """The run id a live worker says it is executing, if any."""
+    if not worker_alive(path):
+        return None
+    return _record(path).get("run_id")
+
+
+def _record(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text() or "{}")
+    except (ValueError, OSError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def release_worker_lock(path: Path) -> None:
@@ -73,6 +115,6 @@ def worker_pid(path: Path) -> int | None:
     if not worker_alive(path):
         return None
     try:
-        return int(json.loads(path.read_text() or "{}").get("pid"))
-    except (ValueError, TypeError, OSError):
+        return int(_record(path).get("pid"))  # type: ignore[arg-type]
+    except (ValueError, TypeError):
         return None

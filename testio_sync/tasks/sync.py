@@ -22,7 +22,13 @@ from testio_sync.sync.account import request_account
 from testio_sync.sync.runner import run_job
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import SyncRequest, SyncScope, SyncTrigger
-from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
+from testio_sync.tasks.consumer import stop_worker
+from testio_sync.tasks.liveness import (
+    hold_worker_lock,
+    release_worker_lock,
+    set_worker_job,
+    worker_job,
+)
 from testio_sync.tasks.queue import current_settings, huey
 
 logger = logging.getLogger("testio_sync.worker")
@@ -34,8 +40,22 @@ def new_run_id() -> str:
 
 @huey.task(retries=0)
 def run_sync_job(run_id: str) -> None:
-    """Run a queued sync; its outcome goes to ``sync_events``."""
-    asyncio.run(run_job(run_id, current_settings()))
+    """Run a queued sync; its outcome goes to ``sync_events``.
+
+    The first thing it does is say so in the worker lock file: the job has left
+    the queue, and until it claims its row only that record shows it is not lost.
+    """
+    settings = current_settings()
+    set_worker_job(settings.worker_lock_path, run_id)
+    try:
+        asyncio.run(run_job(run_id, settings))
+    except runs.RunNotRecordedError as exc:
+        # The row still says "running" and this worker owns it: only the worker's
+        # end lets waiters see the run abandoned instead of waiting for ever.
+        logger.critical("%s; the worker stops, as it cannot record runs", exc)
+        stop_worker()
+    finally:
+        set_worker_job(settings.worker_lock_path, None)
 
 
 def enqueue_run(request: SyncRequest, settings: Settings) -> tuple[str, bool]:
@@ -52,7 +72,12 @@ def pending_run_ids() -> set[str]:
 
 
 def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> list[str]:
-    """Mark runs whose process died as abandoned (at worker start and before a sync)."""
+    """Mark runs whose process died as abandoned (at worker start and before a sync).
+
+    A queued run counts as lost only when its job is neither in the queue nor
+    being executed; the worker's record is read after the queue, because the
+    worker takes the job off the queue before it writes that record.
+    """
     open_database(settings.db_path)
     pending: set[str] | None = None
 
@@ -60,7 +85,7 @@ def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> lis
         nonlocal pending
         if pending is None:  # read after the rows, and only when a queued row needs it
             pending = pending_run_ids()
-        return run_id in pending
+        return run_id in pending or worker_job(settings.worker_lock_path) == run_id
 
     return runs.mark_abandoned(now=now or utc_now(), is_pending=is_pending)
 
