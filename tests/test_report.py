@@ -28,7 +28,7 @@ from testio_sync.store.db import open_database
 from testio_sync.store.models import ExploratoryTest, database
 from testio_sync.sync.types import SyncStatus, SyncTrigger
 
-BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open")
+BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open", "unknown")
 
 
 def synced_settings(home: Path, server: tuple[Simulator, str]) -> Settings:
@@ -82,6 +82,8 @@ def expected(
         else ("auto_accepted" if b.auto_accepted else "active_accepted")
         if b.status == "accepted"
         else "rejected"
+        if b.status == "rejected"
+        else "unknown"
         for b in bugs
     )
     return {

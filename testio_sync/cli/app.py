@@ -17,6 +17,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from testio_sync.cli.backups import backups
 from testio_sync.cli.demo import demo
+from testio_sync.cli.query import query
 from testio_sync.cli.report import report
 from testio_sync.cli.search import search
 from testio_sync.cli.serve import serve, worker
@@ -115,7 +116,7 @@ def main_options(
 
 
 # In the order a user needs them: sync, look, report, recover; tools last.
-for command in (sync, status, report, search, show):
+for command in (sync, status, report, query, search, show):
     app.command(cls=PlainCommand)(command)
 app.command(cls=PlainCommand, name="list")(list_)
 for command in (restore, backups, worker, serve):

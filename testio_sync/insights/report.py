@@ -31,7 +31,7 @@ from testio_sync.sync.lock import EntityLocks
 
 logger = logging.getLogger(__name__)
 
-BUG_BUCKETS = queries.STATUS_BUCKETS  # active_accepted, auto_accepted, rejected, open
+BUG_BUCKETS = queries.STATUS_BUCKETS  # active_accepted, auto_accepted, rejected, open, unknown
 UNKNOWN = "unknown"
 
 

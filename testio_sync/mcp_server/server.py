@@ -1,4 +1,4 @@
-"""The MCP server: slim tools (sync, report, search, views), two prompts and a resource.
+"""The MCP server: slim tools (sync, report, search, views, metrics), two prompts, two resources.
 
 Tools validate, call one library function (``mcp_tools``, ``report``,
 ``SyncService``) and return compact JSON with the same dict as structured
@@ -45,12 +45,16 @@ from testio_sync.errors import (
 )
 from testio_sync.insights import report, views
 from testio_sync.insights import search as full_text
+from testio_sync.insights import report
+from testio_sync.insights.analytics import MetricsQuery, run_query
+from testio_sync.insights.metrics_registry import registry
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
+from testio_sync.store.queries import STATUS_BUCKETS
 from testio_sync.sync.lock import EntityLocks
 from testio_sync.sync.types import SyncTrigger
 from testio_sync.tasks.consumer import spawn_worker
@@ -71,13 +75,14 @@ SYNC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_
 TestStatus = Literal[
     "initialized", "waiting", "running", "locked", "customer_finalized", "archived", "cancelled"
 ]
-BugStatus = Literal["active_accepted", "auto_accepted", "rejected", "open"]
+BugStatus = Literal[STATUS_BUCKETS]  # type: ignore[valid-type]  # one definition of buckets
 BugSeverity = Literal["low", "high", "critical", "visual", "content", "custom"]
 Ids = list[int]
 Limit = Annotated[int, Field(ge=1, le=100)]
 Offset = Annotated[int, Field(ge=0)]
 Day = Annotated[str | None, Field(description="YYYY-MM-DD or e.g. '30 days ago'")]
 Entity = Literal["product", "feature", "test", "bug"]
+METRICS_URI = "testio://metrics"
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -456,6 +461,34 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         """A cached product's sections, feature, test and bug counts, recent tests, freshness."""
         with tool_errors(settings):
             return answer(views.product_summary(product_id))
+    def query_metrics(
+        metrics: list[str],
+        dimensions: list[str] | None = None,
+        filters: dict[str, Any] | None = None,
+        start_date: Day = None,
+        end_date: Day = None,
+        sort_by: str | None = None,
+        sort_order: Literal["asc", "desc"] | None = None,
+        limit: Annotated[int, Field(ge=1, le=1000)] = 100,
+        compare_previous: bool = False,
+    ) -> CallToolResult:
+        """Cached test/bug metrics by up to 3 dimensions; filters map dimension to value(s).
+
+        Names and meanings: resource testio://metrics (an unknown name lists them too).
+        """
+        with tool_errors(settings):
+            query = MetricsQuery.parse(
+                metrics,
+                dimensions or [],
+                filters,
+                start_date=start_date,
+                end_date=end_date,
+                sort_by=sort_by,
+                sort_order=sort_order,
+                limit=limit,
+                compare_previous=compare_previous,
+            )
+            return answer(run_query(query))
 
     tools = [
         slim_tool(sync_data, SYNC),
@@ -472,6 +505,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         slim_tool(get_user_summary, READ_ONLY),
         slim_tool(get_bug_summary, READ_ONLY),
         slim_tool(get_product_summary, READ_ONLY),
+        slim_tool(query_metrics, READ_ONLY),
     ]
     server = TestioMCPServer(
         SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), tools=tools
@@ -481,7 +515,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
 
 
 def register_guides(server: MCPServer) -> None:
-    """The two prompts and the health-threshold resource (texts in ``mcp_server.prompts``)."""
+    """The two prompts, the health-threshold resource and the analytics registry resource."""
     server.prompt(
         "analyze-product-quality",
         description="Analyze a product's test quality over a period, with fresh data.",
@@ -495,6 +529,12 @@ def register_guides(server: MCPServer) -> None:
         description="The health thresholds in force for the quality report's rates.",
         mime_type="application/json",
     )(lambda: prompts.thresholds_document())
+    server.resource(
+        METRICS_URI,
+        name="metrics",
+        description="Dimensions and metrics of query_metrics.",
+        mime_type="application/json",
+    )(lambda: mcp_tools.dumps(registry()))
 
 
 def _version() -> str:

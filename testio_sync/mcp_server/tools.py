@@ -25,7 +25,13 @@ from testio_sync.insights.report import require_products
 from testio_sync.service import RunView
 from testio_sync.store import queries
 from testio_sync.store.models import Bug, ExploratoryTest
-from testio_sync.store.queries import STATUS_BUCKETS, id_in, status_bucket, store_call
+from testio_sync.store.queries import (
+    STATUS_BUCKETS,
+    bucket_condition,
+    id_in,
+    status_bucket,
+    store_call,
+)
 from testio_sync.sync.types import (
     SyncOptions,
     SyncPhase,
@@ -365,14 +371,15 @@ def _bug_page(
     if severities:
         where.append(Bug.severity.in_(list(severities)))
     if statuses:
-        accepted = Bug.status == "accepted"
-        bucket = {
-            "active_accepted": accepted & (Bug.auto_accepted == 0),
-            "auto_accepted": accepted & (Bug.auto_accepted == 1),
-            "rejected": Bug.status == "rejected",
-            "open": Bug.status.is_null() | Bug.status.not_in(["accepted", "rejected"]),
-        }
-        where.append(functools.reduce(operator.or_, (bucket[s] for s in sorted(set(statuses)))))
+        where.append(
+            functools.reduce(
+                operator.or_,
+                (
+                    bucket_condition(s, Bug.status, Bug.auto_accepted)
+                    for s in sorted(set(statuses))
+                ),
+            )
+        )
     query = Bug.select().where(*where)
     total = query.count()
     page = query.order_by(Bug.reported_at.desc(nulls="last"), Bug.id.desc()).limit(limit)

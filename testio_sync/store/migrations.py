@@ -87,5 +87,66 @@ _V3 = ['ALTER TABLE "products" ADD COLUMN "tests_complete_at" TEXT']
 # A later change to the indexed text needs its own step that runs ``search_index.rebuild``.
 _V4: list[Step] = [*search_index.CREATE, search_index.rebuild]
 
-MIGRATIONS: tuple[Sequence[Step], ...] = (_V1, _V2, _V3, _V4)
+
+# Version 5: analytics. A bug's devices, one row per (device, browser), kept in step
+# with ``bugs.raw`` by triggers so the platform, browser and device-category
+# dimensions join a narrow table instead of parsing every bug's JSON per query.
+_DEVICE_ROWS = (
+    "SELECT {bug}.id, d.key,"
+    " COALESCE(json_extract(d.value, '$.category.name'),"
+    "  CASE json_type(d.value, '$.category') WHEN 'text' THEN"
+    "  json_extract(d.value, '$.category') END),"
+    " COALESCE(json_extract(d.value, '$.operating_system.name'),"
+    "  CASE json_type(d.value, '$.operating_system') WHEN 'text' THEN"
+    "  json_extract(d.value, '$.operating_system') END),"
+    " CASE br.type WHEN 'object' THEN json_extract(br.value, '$.name')"
+    "  WHEN 'text' THEN br.value END"
+    " FROM {source}json_each(CASE WHEN json_valid({bug}.raw) THEN {bug}.raw END, '$.devices') d"
+    " LEFT JOIN json_each(d.value, '$.browsers') br"
+    " WHERE d.type = 'object'"
+)
+_INSERT_DEVICES = (
+    'INSERT INTO "bug_devices" ("bug_id", "position", "category", "operating_system",'
+    ' "browser") '
+)
+_V5 = [
+    'CREATE TABLE "bug_devices" ("bug_id" INTEGER NOT NULL, "position" INTEGER NOT NULL,'
+    ' "category" TEXT, "operating_system" TEXT, "browser" TEXT)',
+    _INSERT_DEVICES + _DEVICE_ROWS.format(bug="bugs", source='"bugs", '),
+    'CREATE TRIGGER "bugs_devices_insert" AFTER INSERT ON "bugs" BEGIN '
+    + _INSERT_DEVICES
+    + _DEVICE_ROWS.format(bug="NEW", source="")
+    + "; END",
+    'CREATE TRIGGER "bugs_devices_update" AFTER UPDATE OF "raw" ON "bugs" BEGIN'
+    ' DELETE FROM "bug_devices" WHERE "bug_id" = OLD.id; '
+    + _INSERT_DEVICES
+    + _DEVICE_ROWS.format(bug="NEW", source="")
+    + "; END",
+    'CREATE TRIGGER "bugs_devices_delete" AFTER DELETE ON "bugs" BEGIN'
+    ' DELETE FROM "bug_devices" WHERE "bug_id" = OLD.id; END',
+    # The environment's title out of the test's JSON, as a column analytics can index.
+    'ALTER TABLE "tests" ADD COLUMN "environment_title" TEXT',
+    'UPDATE "tests" SET "environment_title" = json_extract('
+    " CASE WHEN json_valid(raw) THEN raw END, '$.test_environment.title')",
+    'CREATE TRIGGER "tests_environment_insert" AFTER INSERT ON "tests" BEGIN'
+    ' UPDATE "tests" SET "environment_title" ='
+    " json_extract(CASE WHEN json_valid(NEW.raw) THEN NEW.raw END, '$.test_environment.title')"
+    ' WHERE "id" = NEW.id; END',
+    'CREATE TRIGGER "tests_environment_update" AFTER UPDATE OF "raw" ON "tests" BEGIN'
+    ' UPDATE "tests" SET "environment_title" ='
+    " json_extract(CASE WHEN json_valid(NEW.raw) THEN NEW.raw END, '$.test_environment.title')"
+    ' WHERE "id" = NEW.id; END',
+    # Covering indexes: rows carry their raw JSON (kilobytes), so a scan of the table
+    # itself reads every page; these hold all a metrics query reads of a test or bug.
+    'CREATE INDEX "tests_analytics" ON "tests" ("product_id", "status", "end_at",'
+    ' "testing_type", "section_id", "created_by", "submitted_by", "environment_title",'
+    ' "bugs_final", "bugs_synced_at")',
+    'CREATE INDEX "bugs_analytics" ON "bugs" ("test_id", "feature_id", "status",'
+    ' "auto_accepted", "severity", "known", "author_name", "reject_reason")',
+    'CREATE INDEX "test_features_analytics" ON "test_features" ("test_id", "feature_id")',
+    'CREATE INDEX "bug_devices_analytics" ON "bug_devices" ("bug_id", "operating_system",'
+    ' "browser", "category")',
+]
+
+MIGRATIONS: tuple[Sequence[Step], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)

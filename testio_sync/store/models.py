@@ -98,6 +98,8 @@ class ExploratoryTest(BaseModel):
     bugs_synced_at = UtcField(null=True)
     # True once the bugs were fetched while the test was already immutable.
     bugs_final = BooleanField(default=False)
+    # The test environment's title, copied out of ``raw`` by a trigger (for analytics).
+    environment_title = TextField(null=True)
 
     class Meta:
         table_name = "tests"
@@ -135,6 +137,20 @@ class Bug(BaseModel):
 
     class Meta:
         table_name = "bugs"
+
+
+class BugDevice(BaseModel):
+    """One (device, browser) of a bug, derived from ``bugs.raw`` by triggers (read-only here)."""
+
+    bug_id = IntegerField()
+    position = IntegerField()  # the device's index in the bug's ``devices``
+    category = TextField(null=True)
+    operating_system = TextField(null=True)
+    browser = TextField(null=True)
+
+    class Meta:
+        table_name = "bug_devices"
+        primary_key = False
 
 
 class User(BaseModel):
@@ -225,6 +241,7 @@ __all__ = [
     "BaseModel",
     "BrokenTest",
     "Bug",
+    "BugDevice",
     "ExploratoryTest",
     "Feature",
     "Product",

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from peewee import JOIN, SQL, Expression, NodeList, PeeweeException, fn
+from peewee import JOIN, SQL, Case, Expression, NodeList, PeeweeException, fn
 
 from testio_sync.errors import StoreError
 from testio_sync.store import failures, search_index
@@ -38,7 +38,16 @@ from testio_sync.store.normalize import UNFETCHED_STATUSES
 P = ParamSpec("P")
 R = TypeVar("R")
 
-STATUS_BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open")
+STATUS_BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open", "unknown")
+"""A bug's status bucket, the one definition every read uses (see ``status_bucket``)."""
+_BUCKET_RULES: tuple[tuple[str, str, bool | None], ...] = (
+    # bucket, API status, auto_accepted (None: either)
+    ("active_accepted", "accepted", False),
+    ("auto_accepted", "accepted", True),
+    ("rejected", "rejected", None),
+    ("open", "forwarded", None),
+)
+UNKNOWN_BUCKET = "unknown"
 
 
 def store_call(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -223,19 +232,43 @@ def _empty_counts() -> dict[str, Any]:
 
 
 def status_bucket(status: str | None, auto_accepted: bool) -> str:
-    """Report bucket of a bug: accepted splits into active and auto; the rest is open."""
-    if status == "accepted":
-        return "auto_accepted" if auto_accepted else "active_accepted"
-    if status == "rejected":
-        return "rejected"
-    return "open"
+    """Bucket of a bug: accepted splits into active and auto, forwarded is open.
+
+    A missing or unrecognised status is ``unknown``: never counted as open.
+    """
+    for bucket, api_status, auto in _BUCKET_RULES:
+        if status == api_status and (auto is None or auto == bool(auto_accepted)):
+            return bucket
+    return UNKNOWN_BUCKET
+
+
+def bucket_condition(bucket: str, status: Any, auto_accepted: Any) -> Expression:
+    """The SQL condition of one bucket over a bug's status and auto_accepted columns.
+
+    Raises:
+        ValueError: not a bucket name.
+    """
+    if bucket == UNKNOWN_BUCKET:
+        known = sorted({api_status for _, api_status, _ in _BUCKET_RULES})
+        return status.is_null() | status.not_in(known)
+    for name, api_status, auto in _BUCKET_RULES:
+        if name == bucket:
+            condition = status == api_status
+            return condition if auto is None else condition & (auto_accepted == int(auto))
+    raise ValueError(f"unknown bug status bucket {bucket!r}")
+
+
+def bucket_case(status: Any, auto_accepted: Any) -> Case:
+    """The bucket name of a bug as a SQL CASE (the SQL twin of ``status_bucket``)."""
+    rules = [(bucket_condition(b, status, auto_accepted), b) for b, _, _ in _BUCKET_RULES]
+    return Case(None, rules, UNKNOWN_BUCKET)
 
 
 @store_call("count bugs per test")
 def bug_counts_by_test(
     test_ids: Sequence[int] | None = None, *, product_ids: Sequence[int] | None = None
 ) -> dict[int, dict[str, Any]]:
-    """Per test: ``total``, ``by_status`` (the four buckets) and ``by_severity``.
+    """Per test: ``total``, ``by_status`` (the five buckets) and ``by_severity``.
 
     Every asked-for test id is present, with zeros when it has no stored bugs.
     """

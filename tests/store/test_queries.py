@@ -8,6 +8,7 @@ import pytest
 
 from testio_sync.errors import StoreError
 from testio_sync.store import queries, save
+from testio_sync.store.models import Bug
 
 from . import payloads as api
 
@@ -133,11 +134,44 @@ def test_bug_counts_by_test_bucket_statuses_and_severities(catalog) -> None:
     counts = queries.bug_counts_by_test([101, 103])
     assert counts[101] == {
         "total": 4,
-        "by_status": {"active_accepted": 1, "auto_accepted": 1, "rejected": 1, "open": 1},
+        "by_status": {
+            "active_accepted": 1,
+            "auto_accepted": 1,
+            "rejected": 1,
+            "open": 1,
+            "unknown": 0,
+        },
         "by_severity": {"low": 1, "critical": 1, "high": 2},
     }
     assert counts[103]["total"] == 0
     assert set(queries.bug_counts_by_test(product_ids=[2])) == {201}
+
+
+def test_a_missing_or_unrecognised_bug_status_is_unknown_never_open(catalog, now) -> None:
+    """One bucket definition: Python and SQL agree, and total still counts every bug."""
+    no_status = api.bug(30, test_id=103)
+    del no_status["status"]
+    odd = api.bug(31, test_id=103, status="exported")
+    save.save_bugs([103], {103: [no_status, odd, api.bug(32, test_id=103)]}, now=now)
+
+    counts = queries.bug_counts_by_test([103])[103]
+    assert counts["total"] == 3
+    assert counts["by_status"]["unknown"] == 2
+    assert counts["by_status"]["open"] == 1
+
+    B = Bug
+    case = queries.bucket_case(B.status, B.auto_accepted)
+    in_sql = dict(B.select(B.id, case).tuples())
+    in_python = {
+        b.id: queries.status_bucket(b.status, b.auto_accepted) for b in B.select()
+    }
+    assert in_sql == in_python
+    assert {in_sql[30], in_sql[31], in_sql[32]} == {"unknown", "open"}
+    for bucket in queries.STATUS_BUCKETS:
+        matched = B.select(B.id).where(queries.bucket_condition(bucket, B.status, B.auto_accepted))
+        assert {bid for (bid,) in matched.tuples()} == {
+            bid for bid, name in in_python.items() if name == bucket
+        }, bucket
 
 
 def test_list_bugs_filters_and_pages(catalog) -> None:

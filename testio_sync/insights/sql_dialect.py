@@ -1,0 +1,85 @@
+"""The SQL pieces of analytics that differ between database backends, behind one seam.
+
+The compiler (``analytics.py``) builds its query from peewee expressions and asks
+a ``Dialect`` for everything a second backend would write differently: time
+buckets of a stored UTC timestamp, reading a field out of a JSON column, a
+section's name (it lives in the product's JSON), and a floating-point cast.
+Stored times are ISO text (``2026-11-27T10:00:00.000000Z``), so the SQLite
+buckets are string slices plus date arithmetic for ISO weeks; a PostgreSQL
+dialect would use ``to_char`` on a timestamptz column instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from peewee import SQL, Case, NodeList, fn
+
+TIME_GRAINS = ("day", "week", "month", "quarter", "year")
+
+
+class Dialect(Protocol):
+    """What the compiler needs from a backend beyond portable SQL."""
+
+    def time_bucket(self, grain: str, column: Any) -> Any:
+        """The bucket label of a UTC timestamp: ``2026-11-27``, ``2026-W48``, ``2026-11``,
+        ``2026-Q4`` or ``2026``; NULL for a NULL time."""
+        ...
+
+    def json_text(self, column: Any, path: str) -> Any:
+        """A scalar field of a JSON column, by a ``$.a.b`` path."""
+        ...
+
+    def section_name(self, section_id: Any) -> Any:
+        """The name of a section, looked up in the products' stored JSON."""
+        ...
+
+    def real(self, value: Any) -> Any:
+        """``value`` as a float, so that a division is not an integer division."""
+        ...
+
+
+class SqliteDialect:
+    """SQLite 3.35+: JSON1 functions, ``strftime`` and ``date`` modifiers."""
+
+    def time_bucket(self, grain: str, column: Any) -> Any:
+        if grain == "day":
+            return fn.substr(column, 1, 10)
+        if grain == "month":
+            return fn.substr(column, 1, 7)
+        if grain == "year":
+            return fn.substr(column, 1, 4)
+        if grain == "quarter":
+            quarter = (fn.substr(column, 6, 2).cast("INTEGER") + 2) / 3
+            return fn.printf("%s-Q%d", fn.substr(column, 1, 4), quarter)
+        if grain == "week":
+            # ISO 8601: the week belongs to the year of its Thursday.
+            day = fn.substr(column, 1, 10)
+            sunday_first = fn.strftime("%w", day).cast("INTEGER")
+            weekday = Case(None, [(sunday_first == 0, 6)], sunday_first - 1)  # Monday = 0
+            thursday = fn.date(day, fn.printf("%+d days", 3 - weekday))
+            week = (fn.strftime("%j", thursday).cast("INTEGER") - 1) / 7 + 1
+            return fn.printf("%s-W%02d", fn.strftime("%Y", thursday), week)
+        raise ValueError(f"unknown time grain {grain!r}")
+
+    def json_text(self, column: Any, path: str) -> Any:
+        return fn.json_extract(column, path)
+
+    def section_name(self, section_id: Any) -> Any:
+        return NodeList(
+            (
+                SQL(
+                    "(SELECT json_extract(s.value, '$.name') FROM products sp,"
+                    " json_each(sp.raw, '$.sections_with_default') s"
+                    " WHERE json_extract(s.value, '$.id') ="
+                ),
+                section_id,
+                SQL("LIMIT 1)"),
+            )
+        )
+
+    def real(self, value: Any) -> Any:
+        return value.cast("REAL")
+
+
+SQLITE = SqliteDialect()
