@@ -72,7 +72,9 @@ def _cell(name: str, value: Any) -> str:
 
 
 def _columns(answer: dict[str, Any]) -> list[str]:
-    return list(answer["rows"][0]) if answer["rows"] else [*answer["dimensions"], *answer["metrics"]]
+    return (
+        list(answer["rows"][0]) if answer["rows"] else [*answer["dimensions"], *answer["metrics"]]
+    )
 
 
 def table_text(answer: dict[str, Any], console: Console) -> None:
@@ -141,7 +143,9 @@ def query(
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option("--since", "--start-date", help="First day of the tests' end: 2026-01-31, 90d."),
+        typer.Option(
+            "--since", "--start-date", help="First day of the tests' end: 2026-01-31, 90d."
+        ),
     ] = None,
     until: Annotated[
         str | None, typer.Option("--until", "--end-date", help="Last day of the tests' end.")
@@ -171,7 +175,8 @@ def query(
     executed statuses unless --filter test_status=... is given, as in `report`.
 
     Example:
-        $ testio-sync query -m bug_count -m rejection_rate --by feature --by month -p 598 --since 90d
+        $ testio-sync query -m bug_count -m rejection_rate --by feature --by month \\
+              -p 598 --since 90d
     """
     if list_registry:
         for line in registry_lines():

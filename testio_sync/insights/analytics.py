@@ -351,7 +351,9 @@ def _scoped(query: MetricsQuery) -> MetricsQuery:
     stored = queries.product_ids()
     if not stored:
         raise UsageError("The cache is empty: sync first (sync_data, or `testio-sync sync`).")
-    return dataclasses.replace(query, scope=dataclasses.replace(query.scope, product_ids=tuple(stored)))
+    return dataclasses.replace(
+        query, scope=dataclasses.replace(query.scope, product_ids=tuple(stored))
+    )
 
 
 def _fetch(query: MetricsQuery, dialect: Dialect) -> tuple[list[dict[str, Any]], int]:
@@ -441,7 +443,9 @@ def _add_previous(query: MetricsQuery, rows: list[dict[str, Any]], dialect: Dial
             now = row[name]
             change = None if now is None or was is None else now - was
             digits = METRICS[name].digits
-            row[f"{name}_change"] = round(change, digits) if change is not None and digits else change
+            row[f"{name}_change"] = (
+                round(change, digits) if change is not None and digits else change
+            )
 
 
 def explain(query: MetricsQuery, dialect: Dialect = SQLITE) -> list[str]:
@@ -454,4 +458,3 @@ def explain(query: MetricsQuery, dialect: Dialect = SQLITE) -> list[str]:
         return [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     return plan()
-

@@ -47,8 +47,8 @@ from testio_sync.insights import report, views
 from testio_sync.insights import search as full_text
 from testio_sync.insights import report
 from testio_sync.insights.analytics import MetricsQuery, run_query
-from testio_sync.insights.metrics_registry import registry
 from testio_sync.insights.filters import ReportFilters
+from testio_sync.insights.metrics_registry import registry
 from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
 from testio_sync.mcp_server.read_through import ReadThrough, with_warnings

@@ -374,10 +374,7 @@ def _bug_page(
         where.append(
             functools.reduce(
                 operator.or_,
-                (
-                    bucket_condition(s, Bug.status, Bug.auto_accepted)
-                    for s in sorted(set(statuses))
-                ),
+                (bucket_condition(s, Bug.status, Bug.auto_accepted) for s in sorted(set(statuses))),
             )
         )
     query = Bug.select().where(*where)

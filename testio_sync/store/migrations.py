@@ -106,8 +106,7 @@ _DEVICE_ROWS = (
     " WHERE d.type = 'object'"
 )
 _INSERT_DEVICES = (
-    'INSERT INTO "bug_devices" ("bug_id", "position", "category", "operating_system",'
-    ' "browser") '
+    'INSERT INTO "bug_devices" ("bug_id", "position", "category", "operating_system", "browser") '
 )
 _V5 = [
     'CREATE TABLE "bug_devices" ("bug_id" INTEGER NOT NULL, "position" INTEGER NOT NULL,'

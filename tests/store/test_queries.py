@@ -162,9 +162,7 @@ def test_a_missing_or_unrecognised_bug_status_is_unknown_never_open(catalog, now
     B = Bug
     case = queries.bucket_case(B.status, B.auto_accepted)
     in_sql = dict(B.select(B.id, case).tuples())
-    in_python = {
-        b.id: queries.status_bucket(b.status, b.auto_accepted) for b in B.select()
-    }
+    in_python = {b.id: queries.status_bucket(b.status, b.auto_accepted) for b in B.select()}
     assert in_sql == in_python
     assert {in_sql[30], in_sql[31], in_sql[32]} == {"unknown", "open"}
     for bucket in queries.STATUS_BUCKETS:
@@ -172,6 +170,24 @@ def test_a_missing_or_unrecognised_bug_status_is_unknown_never_open(catalog, now
         assert {bid for (bid,) in matched.tuples()} == {
             bid for bid, name in in_python.items() if name == bucket
         }, bucket
+
+
+def test_the_report_and_analytics_show_the_unknown_bucket(catalog, now) -> None:
+    """The report's total still counts every bug; unknown is its own row, never open."""
+    from testio_sync.insights.analytics import MetricsQuery, run_query
+    from testio_sync.insights.filters import ReportFilters
+    from testio_sync.insights.report import build_quality_report
+
+    no_status = api.bug(30, test_id=103)
+    del no_status["status"]
+    save.save_bugs([103], {103: [no_status, api.bug(32, test_id=103)]}, now=now)
+
+    report = build_quality_report(ReportFilters.parse([1]))
+    assert report["bugs_by_status"]["unknown"] == 1
+    assert report["total_bugs"] == sum(report["bugs_by_status"].values())
+    answer = run_query(MetricsQuery.parse(["bug_count"], ["bug_status"], {"product": 1}))
+    by_bucket = {row["bug_status"]: row["bug_count"] for row in answer["rows"]}
+    assert by_bucket == {k: v for k, v in report["bugs_by_status"].items() if v}
 
 
 def test_list_bugs_filters_and_pages(catalog) -> None:
