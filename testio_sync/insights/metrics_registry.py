@@ -66,15 +66,18 @@ class Metric:
     digits: int | None = None  # rounding of a ratio; None for a count
 
 
-def _label(model_table: str, column: str) -> Callable[[Any, Dialect], Any]:
+def _with_label(
+    name: str, description: str, key: Build, label: str, source: str, **kw: Any
+) -> Dimension:
+    """An id-valued dimension whose rows also carry a name, looked up as ``table.column``."""
     from peewee import SQL, NodeList
 
-    def label(key: Any, dialect: Dialect) -> Any:
-        return NodeList(
-            (SQL(f'(SELECT "{column}" FROM "{model_table}" WHERE "id" ='), key, SQL(")"))
-        )
+    table, column = source.split(".")
 
-    return label
+    def label_of(value: Any, dialect: Dialect) -> Any:
+        return NodeList((SQL(f'(SELECT "{column}" FROM "{table}" WHERE "id" ='), value, SQL(")")))
+
+    return Dimension(name, description, key, kind="id", label=label, label_of=label_of, **kw)
 
 
 def _time(grain: str) -> Dimension:
@@ -99,14 +102,7 @@ _DEVICE = frozenset({"b", "dv"})
 DIMENSIONS: dict[str, Dimension] = {
     d.name: d
     for d in (
-        Dimension(
-            "product",
-            "Product.",
-            lambda s: s.t.product,
-            kind="id",
-            label="product_name",
-            label_of=_label("products", "name"),
-        ),
+        _with_label("product", "Product.", lambda s: s.t.product, "product_name", "products.name"),
         Dimension(
             "section",
             "Product section of the test.",
@@ -115,24 +111,16 @@ DIMENSIONS: dict[str, Dimension] = {
             label="section_name",
             label_of=lambda key, dialect: dialect.section_name(key),
         ),
-        Dimension(
+        _with_label(
             "feature",
             "Feature: a test counts under each feature it covers,"
             " a bug under the feature it was reported on.",
             lambda s: s.tf.feature_id,
+            "feature_name",
+            "features.title",
             joins=frozenset({"tf"}),
-            kind="id",
-            label="feature_name",
-            label_of=_label("features", "title"),
         ),
-        Dimension(
-            "test",
-            "Test.",
-            lambda s: s.t.id,
-            kind="id",
-            label="test_title",
-            label_of=_label("tests", "title"),
-        ),
+        _with_label("test", "Test.", lambda s: s.t.id, "test_title", "tests.title"),
         Dimension("tester", "Bug author (tester name).", lambda s: s.b.author_name, _BUG),
         Dimension(
             "customer",
@@ -251,6 +239,18 @@ def _severity_score(s: Sources) -> Any:
     return functools.reduce(operator.add, terms)
 
 
+def _by_customer(name: str, column: str, who: str, verb: str) -> Metric:
+    """Tests with a creator (or submitter); by that customer under the customer dimension."""
+
+    def build(s: Sources) -> Any:
+        person = getattr(s.ts, column)
+        return s.count_tests(person == s.cu.c.name if s.cu is not None else person.is_null(False))
+
+    return Metric(
+        name, f"Tests with {who} (with the customer dimension: {verb} by that customer).", build
+    )
+
+
 def _count_distinct(column: Any) -> Any:
     from peewee import SQL, NodeList, fn
 
@@ -293,24 +293,8 @@ METRICS: dict[str, Metric] = {
             lambda s: _count_distinct(s.b.author_name),
             _BUG,
         ),
-        Metric(
-            "tests_created",
-            "Tests with a creator (with the customer dimension: created by that customer).",
-            lambda s: s.count_tests(
-                (s.ts.created_by == s.cu.c.name)
-                if s.cu is not None
-                else s.ts.created_by.is_null(False)
-            ),
-        ),
-        Metric(
-            "tests_submitted",
-            "Tests with a submitter (with the customer dimension: submitted by that customer).",
-            lambda s: s.count_tests(
-                (s.ts.submitted_by == s.cu.c.name)
-                if s.cu is not None
-                else s.ts.submitted_by.is_null(False)
-            ),
-        ),
+        _by_customer("tests_created", "created_by", "a creator", "created"),
+        _by_customer("tests_submitted", "submitted_by", "a submitter", "submitted"),
         Metric(
             "known_bug_rate",
             "Known bugs / all bugs. Null when there are no bugs.",
