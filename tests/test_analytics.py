@@ -365,6 +365,7 @@ def test_every_dimension_and_metric_runs_and_id_dimensions_carry_labels(sim: Sim
         ),
         ({"metrics": ["bug_count"], "filters": {"bug_status": "closed"}}, ["closed", "unknown"]),
         ({"metrics": ["bug_count"], "filters": {"product": "shop"}}, ["not an id"]),
+        ({"metrics": ["bug_count"], "filters": {"product": [None]}}, ["drop the null"]),
         ({"metrics": ["bug_count"], "filters": {"known_bug": "maybe"}}, ["true or false"]),
         ({"metrics": ["bug_count"], "start_date": "soonish"}, ["start_date"]),
         ({"metrics": ["bug_count"], "sort_by": "severity"}, ["not in the request", "bug_count"]),

@@ -78,6 +78,83 @@ def _filter_values(dim: Dimension, raw: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _names(
+    metrics: Sequence[str], dimensions: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Known, deduplicated metric and dimension names (at most ``MAX_DIMENSIONS``)."""
+    metric_names = tuple(dict.fromkeys(m.strip() for m in metrics))
+    dimension_names = tuple(dict.fromkeys(d.strip() for d in dimensions))
+    if not metric_names:
+        raise UsageError(f"metrics: give at least one; valid: {', '.join(METRICS)}")
+    if unknown := [m for m in metric_names if m not in METRICS]:
+        raise _choices("metric", unknown, list(METRICS))
+    if unknown := [d for d in dimension_names if d not in DIMENSIONS]:
+        raise _choices("dimension", unknown, list(DIMENSIONS))
+    if len(dimension_names) > MAX_DIMENSIONS:
+        raise UsageError(
+            f"dimensions: at most {MAX_DIMENSIONS}, got {len(dimension_names)} "
+            f"({', '.join(dimension_names)})"
+        )
+    return metric_names, dimension_names
+
+
+def _scope(
+    products: list[Any],
+    statuses: Sequence[str] | None,
+    start_date: str | None,
+    end_date: str | None,
+) -> ReportFilters:
+    """The quality report's filters; no products yet means every stored one (``run_query``)."""
+    if None in products:
+        raise UsageError("filters.product: every product has an id; drop the null")
+    scope = ReportFilters.parse(
+        products or [1],  # a placeholder id, dropped below: the dates and statuses are parsed
+        start_date=start_date,
+        end_date=end_date,
+        statuses=list(statuses) if statuses is not None else None,
+    )
+    return scope if products else dataclasses.replace(scope, product_ids=())
+
+
+def _time_dimensions(dimensions: Sequence[str]) -> list[str]:
+    return [d for d in dimensions if DIMENSIONS[d].kind == "time"]
+
+
+def _sort(
+    metrics: tuple[str, ...], dimensions: tuple[str, ...], sort_by: str | None, order: str | None
+) -> tuple[str, bool]:
+    """The sort key and whether it descends: by default time ascending, else the first metric
+    descending."""
+    direction = (order or "").strip().lower()
+    if direction not in ("", "asc", "desc"):
+        raise UsageError(f"sort_order: use asc or desc, not {order!r}")
+    if sort_by is not None and sort_by not in metrics + dimensions:
+        raise UsageError(
+            f"sort_by: {sort_by!r} is not in the request; use one of "
+            f"{', '.join(metrics + dimensions)}"
+        )
+    if sort_by is None:
+        times = _time_dimensions(dimensions)
+        sort_by = times[0] if times else metrics[0]
+    if direction:
+        return sort_by, direction == "desc"
+    return sort_by, sort_by in metrics
+
+
+def _comparable(scope: ReportFilters, dimensions: Sequence[str]) -> ReportFilters:
+    """The scope of a ``compare_previous`` request: a bounded period, no time dimension."""
+    if scope.start_date is None:
+        raise UsageError("compare_previous needs start_date (the current period)")
+    if times := _time_dimensions(dimensions):
+        raise UsageError(
+            f"compare_previous does not combine with the time dimension "
+            f"{times[0]}: the grain already shows the change"
+        )
+    if scope.end_date is None:
+        return dataclasses.replace(scope, end_date=utc_now().date())
+    return scope
+
+
 @dataclass(frozen=True)
 class MetricsQuery:
     """A validated request: names from the registry, scope as the quality report's filters."""
@@ -115,60 +192,23 @@ class MetricsQuery:
             UsageError: an unknown name, too many dimensions, a bad filter, date, sort
                 key or limit; the message names the valid choices.
         """
-        metrics = tuple(dict.fromkeys(m.strip() for m in metrics))
-        dimensions = tuple(dict.fromkeys(d.strip() for d in dimensions))
-        if not metrics:
-            raise UsageError(f"metrics: give at least one; valid: {', '.join(METRICS)}")
-        if unknown := [m for m in metrics if m not in METRICS]:
-            raise _choices("metric", unknown, list(METRICS))
-        if unknown := [d for d in dimensions if d not in DIMENSIONS]:
-            raise _choices("dimension", unknown, list(DIMENSIONS))
-        if len(dimensions) > MAX_DIMENSIONS:
-            raise UsageError(
-                f"dimensions: at most {MAX_DIMENSIONS}, got {len(dimensions)} "
-                f"({', '.join(dimensions)})"
-            )
+        metrics, dimensions = _names(metrics, dimensions)
         given = dict(filters or {})
         if unknown := sorted(k for k in given if k not in DIMENSIONS):
             raise _choices("filter", unknown, list(DIMENSIONS))
         parsed = {name: _filter_values(DIMENSIONS[name], raw) for name, raw in given.items()}
-        products = [*(product_ids or ()), *parsed.pop("product", ())]
-        statuses = parsed.pop("test_status", None)
-        scope = ReportFilters.parse(
-            products or [1],  # placeholder: run_query puts every stored product in
-            start_date=start_date,
-            end_date=end_date,
-            statuses=list(statuses) if statuses is not None else None,
+        scope = _scope(
+            [*(product_ids or ()), *parsed.pop("product", ())],
+            parsed.pop("test_status", None),
+            start_date,
+            end_date,
         )
-        if not products:
-            scope = dataclasses.replace(scope, product_ids=())
-        order = (sort_order or "").strip().lower()
-        if order not in ("", "asc", "desc"):
-            raise UsageError(f"sort_order: use asc or desc, not {sort_order!r}")
-        if sort_by is not None and sort_by not in metrics + dimensions:
-            raise UsageError(
-                f"sort_by: {sort_by!r} is not in the request; use one of "
-                f"{', '.join(metrics + dimensions)}"
-            )
-        if sort_by is None:
-            time_dims = [d for d in dimensions if DIMENSIONS[d].kind == "time"]
-            sort_by = time_dims[0] if time_dims else metrics[0]
-            default_desc = not time_dims
-        else:
-            default_desc = sort_by in metrics
+        sort_by, descending = _sort(metrics, dimensions, sort_by, sort_order)
         limit = DEFAULT_LIMIT if limit is None else limit
         if not 1 <= limit <= MAX_LIMIT:
             raise UsageError(f"limit: between 1 and {MAX_LIMIT}, not {limit}")
         if compare_previous:
-            if scope.start_date is None:
-                raise UsageError("compare_previous needs start_date (the current period)")
-            if time_dims := [d for d in dimensions if DIMENSIONS[d].kind == "time"]:
-                raise UsageError(
-                    f"compare_previous does not combine with the time dimension "
-                    f"{time_dims[0]}: the grain already shows the change"
-                )
-            if scope.end_date is None:
-                scope = dataclasses.replace(scope, end_date=utc_now().date())
+            scope = _comparable(scope, dimensions)
         echo: dict[str, Any] = {"metrics": list(metrics), "dimensions": list(dimensions)}
         if given:
             echo["filters"] = given
@@ -178,7 +218,7 @@ class MetricsQuery:
             scope=scope,
             filters=tuple(sorted(parsed.items())),
             sort_by=sort_by,
-            descending=default_desc if not order else order == "desc",
+            descending=descending,
             limit=limit,
             compare_previous=compare_previous,
             echo=echo,
@@ -395,7 +435,7 @@ def _chart_hint(query: MetricsQuery) -> dict[str, Any] | None:
     """A line over a time dimension, else bars; the other dimension as series."""
     if not query.dimensions or len(query.dimensions) > 2:
         return None
-    times = [d for d in query.dimensions if DIMENSIONS[d].kind == "time"]
+    times = _time_dimensions(query.dimensions)
     x = times[0] if times else query.dimensions[0]
     hint: dict[str, Any] = {"type": "line" if times else "bar", "x": x, "y": query.metrics[0]}
     if rest := [d for d in query.dimensions if d != x]:
