@@ -33,6 +33,7 @@ from testio_sync.store.queries import store_call
 MAX_DIMENSIONS = 3
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+_ALL_ROWS = 2**31 - 1
 _SCOPE_KEYS = ("product", "test_status")  # filters that become the report's scope
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -232,7 +233,8 @@ class MetricsQuery:
         scope = dataclasses.replace(
             self.scope, start_date=start - timedelta(days=length), end_date=start - timedelta(1)
         )
-        return dataclasses.replace(self, scope=scope, limit=MAX_LIMIT, compare_previous=False)
+        # Every previous row: the current rows' keys may sort anywhere in that period.
+        return dataclasses.replace(self, scope=scope, limit=_ALL_ROWS, compare_previous=False)
 
 
 # -- the compiler ------------------------------------------------------------------------
