@@ -251,20 +251,25 @@ class _Sources:
         self.tf = TestFeature.alias("tf") if "tf" in joins else None
         self.b = Bug.alias("b") if "b" in joins else None
         self.dv = BugDevice.alias("dv") if "dv" in joins else None
-        self.cu = None
-        if "cu" in joins:
-            c = ExploratoryTest.alias("c")
-            created = c.select(c.id.alias("test_id"), c.created_by.alias("name")).where(
-                c.created_by.is_null(False)
-            )
-            s = ExploratoryTest.alias("s")
-            submitted = s.select(s.id.alias("test_id"), s.submitted_by.alias("name")).where(
-                s.submitted_by.is_null(False)
-            )
-            self.cu = (created | submitted).alias("cu")
+        self.cu: Any = None
+        self.wants_customers = "cu" in joins
         # Any join beyond tests repeats a test; devices, customers and features repeat a bug.
         self.tests_repeat = bool(joins)
         self.bugs_repeat = bool(joins & {"dv", "cu", "tf"})
+
+    def use_scope(self, scope: Any) -> None:
+        """Read tests from the scope CTE; customers are its creators and submitters."""
+        self.ts = scope.c
+        if self.wants_customers:
+            created = Select(
+                from_list=[scope],
+                columns=[scope.c.id.alias("test_id"), scope.c.created_by.alias("name")],
+            ).where(scope.c.created_by.is_null(False))
+            submitted = Select(
+                from_list=[scope],
+                columns=[scope.c.id.alias("test_id"), scope.c.submitted_by.alias("name")],
+            ).where(scope.c.submitted_by.is_null(False))
+            self.cu = (created | submitted).alias("cu")
 
     def count_tests(self, condition: Any = None) -> Any:
         return self._count(self.ts.id, condition, distinct=self.tests_repeat)
@@ -328,7 +333,7 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
     joins, bug_grouped = _joins(query)
     src = _Sources(joins, dialect)
     scope = _scope_cte(query, src)
-    src.ts = scope.c
+    src.use_scope(scope)
 
     def key(name: str) -> Any:
         dim = DIMENSIONS[name]
