@@ -223,7 +223,8 @@ async def test_prompts_and_the_thresholds_resource_are_listed_and_render_over_st
         "prepare-ebr": [("product", True), ("period", False)],
     }
     assert [(r.name, str(r.uri)) for r in resources] == [
-        ("health-thresholds", "testio://health-thresholds")
+        ("health-thresholds", "testio://health-thresholds"),
+        ("metrics", "testio://metrics"),
     ]
     text = analysis.messages[0].content.text
     assert "product 117 for 2026-Q3" in text and "attention to: rejection reasons" in text
