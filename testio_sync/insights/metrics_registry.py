@@ -46,9 +46,15 @@ Build = Callable[[Sources], Any]
 
 
 @dataclass(frozen=True)
-class Dimension:
+class Entry:
+    """A registry name and the one line that explains it."""
+
     name: str
     description: str
+
+
+@dataclass(frozen=True)
+class Dimension(Entry):
     key: Build
     joins: frozenset[str] = frozenset()
     kind: str = "text"  # text, id, bool or time: how filter values are read
@@ -58,9 +64,7 @@ class Dimension:
 
 
 @dataclass(frozen=True)
-class Metric:
-    name: str
-    description: str
+class Metric(Entry):
     build: Build
     joins: frozenset[str] = frozenset()
     digits: int | None = None  # rounding of a ratio; None for a count
