@@ -371,7 +371,7 @@ def test_every_dimension_and_metric_runs_and_id_dimensions_carry_labels(sim: Sim
         ({"metrics": ["bug_count"], "sort_by": "severity"}, ["not in the request", "bug_count"]),
         ({"metrics": ["bug_count"], "sort_order": "up"}, ["asc or desc"]),
         ({"metrics": ["bug_count"], "limit": 0}, ["limit"]),
-        ({"metrics": ["bug_count"], "compare_previous": True}, ["needs start_date"]),
+        ({"metrics": ["bug_count"], "compare_previous": True}, ["needs a start date"]),
         (
             {
                 "metrics": ["bug_count"],
@@ -391,14 +391,14 @@ def test_bad_requests_fail_in_one_line_naming_the_choices(
     filters = kwargs.pop("filters", None)
     with pytest.raises(UsageError) as caught:
         MetricsQuery.parse(metrics, dims, filters, **kwargs)
-    message = str(caught.value)
+    message = caught.value.worded(str, {"products": "see the products"})
     assert "\n" not in message
     for word in words:
         assert word in message
 
 
 def test_an_unknown_product_names_the_fix(sim: Simulator) -> None:
-    with pytest.raises(UsageError, match="not in the local cache"):
+    with pytest.raises(UsageError, match="not in the local mirror"):
         query(["bug_count"], filters={"product": 999_999})
 
 

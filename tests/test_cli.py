@@ -557,6 +557,7 @@ COMMANDS_IN_ORDER = [
     "sync",
     "status",
     "report",
+    "query",
     "search",
     "show",
     "list",

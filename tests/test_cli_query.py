@@ -86,14 +86,15 @@ def test_list_prints_every_dimension_and_metric(synced: Settings) -> None:  # no
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-m", "bugz"], "Error: unknown metric bugz; valid: test_count"),
-        (["-m", "bug_count", "--by", "colour"], "Error: unknown dimension colour"),
+        (["-m", "bugz"], "Error: --metric: unknown metric bugz; valid: test_count"),
+        (["-m", "bug_count", "--by", "colour"], "Error: --by: unknown dimension colour"),
+        (["-m", "bug_count", "--filter", "colour=red"], "Error: --filter: unknown filter colour"),
         (["-m", "bug_count", "-m", "test_count", "--by", "severity", "--chart"], "--chart"),
         (["-m", "bug_count", "--filter", "severity"], "--filter: use NAME=VALUE"),
         (["-m", "bug_count", "-p", "shop"], "'shop' is not a positive product id"),
         (["-m", "bug_count", "--since", "tomorrow"], "is in the future"),
         (["-m", "bug_count", "--json", "--csv"], "exclude each other"),
-        (["-m", "bug_count", "-p", "999999"], "not in the local cache"),
+        (["-m", "bug_count", "-p", "999999"], "not in the local mirror"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(

@@ -76,7 +76,7 @@ async def test_a_query_answers_what_the_engine_answers(synced: Settings) -> None
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        ({"metrics": ["bugz"]}, ["unknown metric bugz", "valid: test_count"]),
+        ({"metrics": ["bugz"]}, ["metrics: unknown metric bugz", "valid: test_count"]),
         ({"metrics": ["bug_count"], "dimensions": ["a", "b"]}, ["unknown dimension a, b"]),
         ({"metrics": ["bug_count"], "filters": {"colour": "red"}}, ["unknown filter colour"]),
         ({"metrics": ["bug_count"], "limit": 5000}, ["limit"]),

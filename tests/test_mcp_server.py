@@ -341,7 +341,8 @@ async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
         (
             "list_bugs",
             {"product_ids": [1], "statuses": ["done"]},
-            "statuses.0: Input should be 'active_accepted', 'auto_accepted', 'rejected' or 'open'",
+            "statuses.0: Input should be 'active_accepted', 'auto_accepted', 'rejected', 'open'"
+            " or 'unknown'",
         ),
         ("list_bugs", {}, "Give test_ids or product_ids"),
     ],

@@ -139,7 +139,12 @@ def query(
     ] = None,
     product_ids: Annotated[
         list[str] | None,
-        typer.Option("--product-ids", "-p", metavar="ID[,ID...]", help="Products (default all)."),
+        typer.Option(
+            "--product-ids",
+            "-p",
+            metavar="ID[,ID...]",
+            help="Products (default: TESTIO_PRODUCT_IDS, else every stored product).",
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -190,7 +195,7 @@ def query(
 
     settings = settings_or_exit()
     with reported_errors():
-        ids = None
+        ids = list(settings.product_ids or ()) or None  # TESTIO_PRODUCT_IDS, as `report`
         if product_ids:
             try:
                 ids = list(parse_product_ids(",".join(product_ids), source="--product-ids"))

@@ -82,7 +82,12 @@ USAGE_HINTS = {
     "tests": "sync those products first (`testio-sync sync --product-ids ...`)",
     "test": "sync its product first (`testio-sync sync`)",
 }
-FLAG_OF = {"statuses": "--status"}  # parameters whose flag is not --name-with-dashes
+FLAG_OF = {  # parameters whose flag is not --name-with-dashes
+    "statuses": "--status",
+    "metrics": "--metric",
+    "dimensions": "--by",
+    "filters": "--filter",
+}
 
 
 def flag_of(param: str) -> str:

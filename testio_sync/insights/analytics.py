@@ -39,8 +39,10 @@ _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 
 
-def _choices(kind: str, unknown: Sequence[str], valid: Sequence[str]) -> UsageError:
-    return UsageError(f"unknown {kind} {', '.join(unknown)}; valid: {', '.join(valid)}")
+def _choices(param: str, kind: str, unknown: Sequence[str], valid: Sequence[str]) -> UsageError:
+    return UsageError(
+        f"unknown {kind} {', '.join(unknown)}; valid: {', '.join(valid)}", param=param
+    )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -55,7 +57,7 @@ def _filter_values(dim: Dimension, raw: Any) -> tuple[Any, ...]:
     """
     values = _as_list(raw)
     if not values:
-        raise UsageError(f"filters.{dim.name}: give a value or a non-empty list")
+        raise UsageError(f"{dim.name}: give a value or a non-empty list", param="filters")
     out: list[Any] = []
     for value in values:
         if value is None:
@@ -64,18 +66,18 @@ def _filter_values(dim: Dimension, raw: Any) -> tuple[Any, ...]:
             try:
                 out.append(int(value))
             except (TypeError, ValueError):
-                raise UsageError(f"filters.{dim.name}: {value!r} is not an id") from None
+                raise UsageError(f"{dim.name}: {value!r} is not an id", param="filters") from None
         elif dim.kind == "bool":
             text = str(value).strip().lower()
             if text not in _TRUE | _FALSE:
-                raise UsageError(f"filters.{dim.name}: use true or false, not {value!r}")
+                raise UsageError(f"{dim.name}: use true or false, not {value!r}", param="filters")
             out.append(1 if text in _TRUE else 0)
         else:
             out.append(str(value))
     if dim.values is not None:
         bad = sorted(str(v) for v in out if v not in dim.values)
         if bad:
-            raise _choices(f"{dim.name} value", bad, dim.values)
+            raise _choices("filters", f"{dim.name} value", bad, dim.values)
     return tuple(out)
 
 
@@ -86,15 +88,15 @@ def _names(
     metric_names = tuple(dict.fromkeys(m.strip() for m in metrics))
     dimension_names = tuple(dict.fromkeys(d.strip() for d in dimensions))
     if not metric_names:
-        raise UsageError(f"metrics: give at least one; valid: {', '.join(METRICS)}")
+        raise UsageError(f"give at least one; valid: {', '.join(METRICS)}", param="metrics")
     if unknown := [m for m in metric_names if m not in METRICS]:
-        raise _choices("metric", unknown, list(METRICS))
+        raise _choices("metrics", "metric", unknown, list(METRICS))
     if unknown := [d for d in dimension_names if d not in DIMENSIONS]:
-        raise _choices("dimension", unknown, list(DIMENSIONS))
+        raise _choices("dimensions", "dimension", unknown, list(DIMENSIONS))
     if len(dimension_names) > MAX_DIMENSIONS:
         raise UsageError(
-            f"dimensions: at most {MAX_DIMENSIONS}, got {len(dimension_names)} "
-            f"({', '.join(dimension_names)})"
+            f"at most {MAX_DIMENSIONS}, got {len(dimension_names)} ({', '.join(dimension_names)})",
+            param="dimensions",
         )
     return metric_names, dimension_names
 
@@ -107,7 +109,7 @@ def _scope(
 ) -> ReportFilters:
     """The quality report's filters; no products yet means every stored one (``run_query``)."""
     if None in products:
-        raise UsageError("filters.product: every product has an id; drop the null")
+        raise UsageError("product: every product has an id; drop the null", param="filters")
     scope = ReportFilters.parse(
         products or [1],  # a placeholder id, dropped below: the dates and statuses are parsed
         start_date=start_date,
@@ -128,11 +130,11 @@ def _sort(
     descending."""
     direction = (order or "").strip().lower()
     if direction not in ("", "asc", "desc"):
-        raise UsageError(f"sort_order: use asc or desc, not {order!r}")
+        raise UsageError(f"use asc or desc, not {order!r}", param="sort_order")
     if sort_by is not None and sort_by not in metrics + dimensions:
         raise UsageError(
-            f"sort_by: {sort_by!r} is not in the request; use one of "
-            f"{', '.join(metrics + dimensions)}"
+            f"{sort_by!r} is not in the request; use one of {', '.join(metrics + dimensions)}",
+            param="sort_by",
         )
     if sort_by is None:
         times = _time_dimensions(dimensions)
@@ -145,11 +147,14 @@ def _sort(
 def _comparable(scope: ReportFilters, dimensions: Sequence[str]) -> ReportFilters:
     """The scope of a ``compare_previous`` request: a bounded period, no time dimension."""
     if scope.start_date is None:
-        raise UsageError("compare_previous needs start_date (the current period)")
+        raise UsageError(
+            "needs a start date (the first day of the current period)", param="compare_previous"
+        )
     if times := _time_dimensions(dimensions):
         raise UsageError(
-            f"compare_previous does not combine with the time dimension "
-            f"{times[0]}: the grain already shows the change"
+            f"does not combine with the time dimension {times[0]}: the grain already shows"
+            " the change",
+            param="compare_previous",
         )
     if scope.end_date is None:
         return dataclasses.replace(scope, end_date=utc_now().date())
@@ -196,7 +201,7 @@ class MetricsQuery:
         metrics, dimensions = _names(metrics, dimensions)
         given = dict(filters or {})
         if unknown := sorted(k for k in given if k not in DIMENSIONS):
-            raise _choices("filter", unknown, list(DIMENSIONS))
+            raise _choices("filters", "filter", unknown, list(DIMENSIONS))
         parsed = {name: _filter_values(DIMENSIONS[name], raw) for name, raw in given.items()}
         scope = _scope(
             [*(product_ids or ()), *parsed.pop("product", ())],
@@ -207,7 +212,7 @@ class MetricsQuery:
         sort_by, descending = _sort(metrics, dimensions, sort_by, sort_order)
         limit = DEFAULT_LIMIT if limit is None else limit
         if not 1 <= limit <= MAX_LIMIT:
-            raise UsageError(f"limit: between 1 and {MAX_LIMIT}, not {limit}")
+            raise UsageError(f"between 1 and {MAX_LIMIT}, not {limit}", param="limit")
         if compare_previous:
             scope = _comparable(scope, dimensions)
         echo: dict[str, Any] = {"metrics": list(metrics), "dimensions": list(dimensions)}
@@ -397,7 +402,7 @@ def _scoped(query: MetricsQuery) -> MetricsQuery:
         return query
     stored = queries.product_ids()
     if not stored:
-        raise UsageError("The cache is empty: sync first (sync_data, or `testio-sync sync`).")
+        raise UsageError("The mirror holds no products yet: sync first", hint="products")
     return dataclasses.replace(
         query, scope=dataclasses.replace(query.scope, product_ids=tuple(stored))
     )

@@ -472,7 +472,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         limit: Annotated[int, Field(ge=1, le=1000)] = 100,
         compare_previous: bool = False,
     ) -> CallToolResult:
-        """Cached test/bug metrics by up to 3 dimensions; filters map dimension to value(s).
+        """Mirrored test/bug metrics by up to 3 dimensions; filters map dimension to value(s).
 
         Names and meanings: resource testio://metrics (an unknown name lists them too).
         """
