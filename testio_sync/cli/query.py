@@ -19,6 +19,7 @@ from rich.table import Table
 from testio_sync.cli import render
 from testio_sync.cli.support import (
     EXIT_USAGE,
+    ProductIdsOption,
     fail,
     open_service,
     reported_errors,
@@ -137,15 +138,7 @@ def query(
     by: Annotated[
         list[str] | None, typer.Option("--by", "-b", help="A dimension (repeat, at most 3).")
     ] = None,
-    product_ids: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--product-ids",
-            "-p",
-            metavar="ID[,ID...]",
-            help="Products (default: TESTIO_PRODUCT_IDS, else every stored product).",
-        ),
-    ] = None,
+    product_ids: ProductIdsOption = None,
     since: Annotated[
         str | None,
         typer.Option(

@@ -15,6 +15,7 @@ import typer
 
 from testio_sync.cli.support import (
     EXIT_USAGE,
+    ProductIdsOption,
     fail,
     open_service,
     reported_errors,
@@ -68,15 +69,7 @@ def _render(fmt: str, data: dict[str, Any], filters: Any) -> str:
 
 
 def report(
-    product_ids: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--product-ids",
-            "-p",
-            metavar="ID[,ID...]",
-            help="Products; default: TESTIO_PRODUCT_IDS, else every stored product.",
-        ),
-    ] = None,
+    product_ids: ProductIdsOption = None,
     since: Annotated[
         str | None,
         typer.Option(

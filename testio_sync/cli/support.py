@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -82,6 +82,17 @@ USAGE_HINTS = {
     "tests": "sync those products first (`testio-sync sync --product-ids ...`)",
     "test": "sync its product first (`testio-sync sync`)",
 }
+ProductIdsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--product-ids",
+        "-p",
+        metavar="ID[,ID...]",
+        help="Products; default: TESTIO_PRODUCT_IDS, else every stored product.",
+    ),
+]
+"""``--product-ids`` of the read commands (``report``, ``query``)."""
+
 FLAG_OF = {  # parameters whose flag is not --name-with-dashes
     "statuses": "--status",
     "metrics": "--metric",
