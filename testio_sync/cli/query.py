@@ -90,7 +90,8 @@ def table_text(answer: dict[str, Any], console: Console) -> None:
     console.print(table)
     shown, total = len(answer["rows"]), answer["total_rows"]
     more = f" (showing {shown}; raise --limit for more)" if shown < total else ""
-    console.print(f"{total:,} row(s){more}. Data as of {answer.get('data_as_of') or 'unknown'}.")
+    as_of = render.format_time(answer["data_as_of"]) if answer.get("data_as_of") else "unknown"
+    console.print(f"{total:,} row(s){more}. Data as of {as_of}.")
 
 
 def chart_lines(answer: dict[str, Any]) -> list[str]:
