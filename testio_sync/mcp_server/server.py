@@ -45,7 +45,6 @@ from testio_sync.errors import (
 )
 from testio_sync.insights import report, views
 from testio_sync.insights import search as full_text
-from testio_sync.insights import report
 from testio_sync.insights.analytics import MetricsQuery, run_query
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import registry
@@ -461,6 +460,7 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         """A cached product's sections, feature, test and bug counts, recent tests, freshness."""
         with tool_errors(settings):
             return answer(views.product_summary(product_id))
+
     def query_metrics(
         metrics: list[str],
         dimensions: list[str] | None = None,
