@@ -24,7 +24,8 @@ pytestmark = pytest.mark.faults
 @pytest.fixture
 def own_server() -> Iterator[tuple[Simulator, str]]:
     """Tiny, with enough tests for a few pages per product: a run to interrupt mid-walk."""
-    sim = Simulator(scale="tiny", seed=4, token=TOKEN, tests=240, bugs=1200)
+    # Enough pages that read-ahead, with 10 requests in flight, is still walking when revoked.
+    sim = Simulator(scale="tiny", seed=4, token=TOKEN, tests=1200, bugs=4800)
     with sim.serve(host="127.0.0.1", port=0) as server:
         yield sim, server.base_url
 
@@ -47,7 +48,7 @@ def test_a_token_revoked_mid_sync_fails_the_cli_run_fast_and_keeps_the_last_good
     service = SyncService(settings)
     assert service.execute_sync(WITH_BUGS, allow_in_process=True).wait(60).succeeded
     before = ids_in(settings.db_path)
-    sim.update_faults(latency_ms=100)
+    sim.update_faults(latency_ms=200)
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_sync", "sync", "--with-bugs", "--force"],
