@@ -135,6 +135,8 @@ def http_access(settings: Settings, host: str) -> HttpAccess:
             "serve without tokens)"
         )
     verifier = StaticTokenVerifier(digests) if digests else None
+    if verifier:
+        logger.info("every HTTP request needs one of %d bearer tokens", len(digests))
     hosts, origins = settings.allowed_hosts, settings.allowed_origins
     if not hosts and not origins:
         if not loopback:

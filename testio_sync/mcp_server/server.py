@@ -582,7 +582,8 @@ def run_server(
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
-    for noisy in ("httpx", "httpx2"):  # one INFO line per API request
+    # One INFO line per API request, and per stateless HTTP request ("Terminating session").
+    for noisy in ("httpx", "httpx2", "mcp.server.streamable_http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     access = http_access(settings, host) if transport == "http" else None  # before any bind
     if access is not None:
