@@ -26,6 +26,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from testsupport import server_env
 
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
@@ -115,12 +116,9 @@ def start_server(env: dict[str, str], log: Path, host: str = HOST, *flags: str) 
 
 
 def base_env(home: Path, sim_server: tuple[Simulator, str]) -> dict[str, str]:
-    sim, base_url = sim_server
+    """A server's variables, with none of the access ones inherited from the caller."""
     return {
-        "TESTIO_SYNC_HOME": str(home),
-        "TESTIO_CUSTOMER_API_BASE_URL": base_url,
-        "TESTIO_CUSTOMER_API_TOKEN": sim.token,
-        "TESTIO_HTTP_TIMEOUT_SECONDS": "5",
+        **server_env(home, sim_server),
         "TESTIO_SYNC_SERVER_TOKENS": "",
         "TESTIO_SYNC_SERVER_TOKENS_FILE": "",
         "TESTIO_SYNC_ALLOWED_HOSTS": "",
