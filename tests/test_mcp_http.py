@@ -258,6 +258,9 @@ def test_hash_token_prints_the_sha256_line_of_the_token_on_stdin() -> None:
     assert FILE_TOKEN not in done.stdout + done.stderr
     short = run_cli("serve", "--hash-token", env={}, stdin="short\n")
     assert short.returncode == 2 and short.stdout == ""
+    assert "shorter than 16 characters" in short.stderr and "short\n" not in short.stderr
+    empty = run_cli("serve", "--hash-token", env={}, stdin="")
+    assert empty.returncode == 2 and empty.stderr.startswith("Error: no token on stdin")
 
 
 # -- every request proves a token --------------------------------------------------------

@@ -115,6 +115,8 @@ def print_token_line() -> None:
         token = getpass.getpass("Token (not echoed): ", stream=sys.stderr)
     else:
         token = sys.stdin.readline()
+    if not token.strip():
+        fail('no token on stdin; e.g. echo "$TOKEN" | testio-sync serve --hash-token', EXIT_USAGE)
     try:
         secret = check_server_token(token.strip(), "the token on stdin")
     except ConfigError as exc:
