@@ -2,11 +2,11 @@
 
 The per-request check is the MCP SDK's own (``token_verifier`` plus ``AuthSettings``
 on ``MCPServer``): every request to ``/mcp`` without a token this verifier knows gets
-401 and no data. Tokens are kept only as SHA-256 digests and compared in constant
-time against all of them, so neither the answer's timing nor a log line says how
-close a guess came. Only the three addresses the SDK guards against DNS rebinding
-(127.0.0.1, localhost, ::1) serve without tokens; any other ``--host``, even another
-127.x address, refuses to start without them.
+401 and no data. The verifier keeps only SHA-256 digests and compares a presented
+token's digest in constant time against all of them, so neither the answer's timing
+nor a log line says how close a guess came. Only the three addresses the SDK guards
+against DNS rebinding (127.0.0.1, localhost, ::1) serve without tokens; any other
+``--host``, even another 127.x address, refuses to start without them.
 """
 
 from __future__ import annotations
@@ -36,9 +36,14 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 _DIGEST_LINE = re.compile(r"sha256:([0-9a-f]{64})")
 
 
+def digest(token: str) -> bytes:
+    """What the server keeps of a token and compares: its SHA-256."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 def hash_token(token: str) -> str:
     """The line a tokens file holds for ``token``: ``sha256:<64 hex digits>``."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    return "sha256:" + digest(token).hex()
 
 
 def read_token_file(path: Path) -> tuple[bytes, ...]:
@@ -77,10 +82,10 @@ class StaticTokenVerifier:
         self._digests = digests
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        presented = hashlib.sha256(token.encode()).digest()
+        presented = digest(token)
         found = 0
-        for digest in self._digests:  # all of them, whatever matched: no early exit
-            found |= hmac.compare_digest(presented, digest)
+        for known in self._digests:  # all of them, whatever matched: no early exit
+            found |= hmac.compare_digest(presented, known)
         if not found:
             return None
         # The request state carries a label, not the token.
@@ -113,7 +118,7 @@ class HttpAccess:
 
 def token_digests(settings: Settings) -> tuple[bytes, ...]:
     """The digests of every configured token: the variable's and the file's."""
-    own = tuple(hashlib.sha256(t.reveal().encode()).digest() for t in settings.server_tokens)
+    own = tuple(digest(t.reveal()) for t in settings.server_tokens)
     if settings.server_tokens_file is None:
         return own
     return own + read_token_file(settings.server_tokens_file)
