@@ -28,6 +28,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from testsupport import server_env
 
+from testio_sync.mcp_server import build_server
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 
@@ -194,6 +195,16 @@ async def mcp_client(
         yield client
 
 
+async def tool_names(client: Client) -> set[str]:
+    return {tool.name for tool in (await client.list_tools()).tools}
+
+
+async def in_process_tools(home: Path) -> set[str]:
+    """What the server offers, asked in process: the HTTP answers must match it."""
+    async with Client(build_server(Settings(home=home))) as client:
+        return await tool_names(client)
+
+
 async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **kw: Any) -> Any:
     result = await client.call_tool(tool, args or {}, **kw)
     assert not result.is_error, result.content[0].text
@@ -309,11 +320,11 @@ async def test_an_mcp_client_with_the_token_syncs_and_lists_products_as_the_simu
         progress.append(done)
 
     async with mcp_client(team.servers[0].url, ENV_TOKEN) as client:
-        tools = {t.name for t in (await client.list_tools()).tools}
+        tools = await tool_names(client)
         synced = await call(client, "sync_data", {}, progress_callback=on_progress)
         listed = await call(client, "list_products")
 
-    assert "list_products" in tools and len(tools) == 7
+    assert tools == await in_process_tools(team.home) and "list_products" in tools
     assert synced["status"] == "succeeded"
     assert progress and progress[-1] == 100
     assert {p["id"]: p["test_count"] for p in listed["products"]} == {
@@ -328,14 +339,14 @@ async def test_two_servers_answer_one_client_in_turn(
     """Stateless: a client whose requests alternate between two servers keeps working."""
     balancer = RoundRobin([server.port for server in team.servers])
     async with mcp_client(team.servers[0].url, FILE_TOKEN, balancer) as client:
-        tools = (await client.list_tools()).tools
+        tools = await tool_names(client)
         first = await call(client, "list_products")
         second = await call(client, "list_products")
         status = await call(client, "get_sync_status")
 
     assert set(balancer.hits) == {server.port for server in team.servers}
     assert len(balancer.hits) >= 4
-    assert len(tools) == 7
+    assert tools == await in_process_tools(team.home)
     assert first["products"] == second["products"]
     assert len(first["products"]) == tiny_server[0].truth()["products"]
     assert status["worker_alive"] is False  # --no-worker: none was started
@@ -354,7 +365,7 @@ async def test_the_loopback_default_needs_no_token_and_keeps_its_host_checks(
         assert post(server.url, Host="evil.example").status_code == 421
         assert post(server.url, Origin="https://evil.example").status_code == 403
         async with Client(server.url) as client:
-            assert len((await client.list_tools()).tools) == 7
+            assert await tool_names(client) == await in_process_tools(tmp_path / "home")
     finally:
         server.stop()
 
