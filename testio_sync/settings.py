@@ -87,6 +87,52 @@ def _token(env: Mapping[str, str]) -> Secret | None:
     return Secret(raw)
 
 
+MIN_SERVER_TOKEN_CHARS = 16
+
+
+def check_server_token(value: str, source: str) -> Secret:
+    """A bearer token for the HTTP server, refused when short or not header-safe.
+
+    The message names where the token came from, never the token itself.
+    """
+    if not _HEADER_SAFE.fullmatch(value):
+        raise ConfigError(f"{source} holds a space, a control or a non-ASCII character")
+    if len(value) < MIN_SERVER_TOKEN_CHARS:
+        raise ConfigError(
+            f"{source} is shorter than {MIN_SERVER_TOKEN_CHARS} characters; "
+            "use a long random one (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return Secret(value)
+
+
+def _server_tokens(env: Mapping[str, str]) -> tuple[Secret, ...]:
+    """The comma-separated bearer tokens the HTTP server accepts."""
+    parts = [p.strip() for p in env.get("TESTIO_SYNC_SERVER_TOKENS", "").split(",")]
+    return tuple(
+        check_server_token(part, f"TESTIO_SYNC_SERVER_TOKENS (token {n})")
+        for n, part in enumerate((p for p in parts if p), 1)
+    )
+
+
+_PORT = re.compile(r":(\d+|\*)$")
+
+
+def _addresses(env: Mapping[str, str], name: str, *, origins: bool) -> tuple[str, ...]:
+    """Allowed ``Host`` (``name[:port]``) or ``Origin`` (``scheme://name[:port]``) values.
+
+    An entry without a port also allows it with any port (``name`` and ``name:*``).
+    """
+    out: list[str] = []
+    for entry in env.get(name, "").replace(",", " ").split():
+        rest = entry.split("://", 1)[1] if origins and "://" in entry else entry
+        scheme_ok = not origins or entry.startswith(("http://", "https://"))
+        if not scheme_ok or not rest or "/" in rest or "://" in rest:
+            shape = "http(s)://name[:port]" if origins else "name[:port] (no scheme, no path)"
+            raise ConfigError(f"{name}: {entry!r} is not {shape}")
+        out += [entry] if _PORT.search(entry) else [entry, f"{entry}:*"]
+    return tuple(dict.fromkeys(out))
+
+
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
     """``name`` as a fraction between 0 and 1."""
     value = float(_number(env, name, default, kind=float))
@@ -127,6 +173,11 @@ class Settings:
     max_retries: int = 5
     retry_max_wait_s: float = 60.0
     max_removal_share: float = 0.5  # a run removing more of the stored data waits for --force
+    # Who may use ``serve --transport http`` (see ``mcp_server.http_auth``).
+    server_tokens: tuple[Secret, ...] = field(default=(), repr=False)
+    server_tokens_file: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -164,6 +215,14 @@ class Settings:
                 env, "TESTIO_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0, kind=float
             ),
             max_removal_share=_share(env, "TESTIO_MAX_REMOVAL_SHARE", 0.5),
+            server_tokens=_server_tokens(env),
+            server_tokens_file=(
+                Path(tokens_file).expanduser()
+                if (tokens_file := env.get("TESTIO_SYNC_SERVER_TOKENS_FILE", "").strip())
+                else None
+            ),
+            allowed_hosts=_addresses(env, "TESTIO_SYNC_ALLOWED_HOSTS", origins=False),
+            allowed_origins=_addresses(env, "TESTIO_SYNC_ALLOWED_ORIGINS", origins=True),
         )
         return replace(settings, **overrides) if overrides else settings
 

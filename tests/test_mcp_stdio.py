@@ -19,6 +19,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import LATEST_PROTOCOL_VERSION
+from testsupport import server_env
 
 from testio_sync.simulator import Simulator
 from testio_sync.tasks.liveness import worker_alive
@@ -29,18 +30,6 @@ EXECUTED = ("running", "locked", "archived", "customer_finalized")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def server_env(home: Path, server: tuple[Simulator, str]) -> dict[str, str]:
-    sim, base_url = server
-    return {
-        "TESTIO_SYNC_HOME": str(home),
-        "TESTIO_CUSTOMER_API_BASE_URL": base_url,
-        "TESTIO_CUSTOMER_API_TOKEN": sim.token,
-        "TESTIO_HTTP_TIMEOUT_SECONDS": "5",
-        # No background sync: the first sync_data call must be the run that finds every test.
-        "TESTIO_REFRESH_INTERVAL_SECONDS": "0",
-    }
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from testio_sync.settings import Secret, Settings
 
@@ -22,6 +23,19 @@ def make_settings(home: Path, base_url: str, **overrides: object) -> Settings:
     }
     options.update(overrides)
     return Settings(**options)  # type: ignore[arg-type]
+
+
+def server_env(home: Path, server: tuple[Any, str]) -> dict[str, str]:
+    """The variables of a ``testio-sync`` process on ``home`` against a running simulator."""
+    sim, base_url = server
+    return {
+        "TESTIO_SYNC_HOME": str(home),
+        "TESTIO_CUSTOMER_API_BASE_URL": base_url,
+        "TESTIO_CUSTOMER_API_TOKEN": sim.token,
+        "TESTIO_HTTP_TIMEOUT_SECONDS": "5",
+        # No background sync: the first sync_data call must be the run that finds every test.
+        "TESTIO_REFRESH_INTERVAL_SECONDS": "0",
+    }
 
 
 def wait_for(condition: Callable[[], object], *, timeout_s: float = 10.0, what: str = "") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import sys
 from enum import StrEnum
@@ -9,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from testio_sync.cli.support import fail, reported_errors, settings_or_exit
+from testio_sync.cli.support import EXIT_USAGE, fail, reported_errors, settings_or_exit
 
 
 def worker() -> None:
@@ -56,19 +57,40 @@ def serve(
     transport: Annotated[
         Transport, typer.Option(help="stdio (for an MCP client) or http (streamable HTTP at /mcp).")
     ] = Transport.STDIO,
-    host: Annotated[str, typer.Option(help="Address for --transport http.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address for --transport http; any but 127.0.0.1, localhost or ::1 "
+            "needs TESTIO_SYNC_SERVER_TOKENS or TESTIO_SYNC_SERVER_TOKENS_FILE."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8080,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not start a worker alongside the server.")
     ] = False,
+    hash_token: Annotated[
+        bool,
+        typer.Option(
+            "--hash-token",
+            help="Read a token on stdin, print its TESTIO_SYNC_SERVER_TOKENS_FILE line, exit.",
+        ),
+    ] = False,
 ) -> None:
     """Run the MCP server over the local mirror (it starts a worker unless --no-worker).
 
-    On stdio nothing but the protocol goes to stdout; logs go to stderr.
+    On stdio nothing but the protocol goes to stdout; logs go to stderr. Over
+    HTTP, every request must carry `Authorization: Bearer <token>` when tokens
+    are set, and always on an address other than 127.0.0.1, localhost or ::1.
 
     Example:
         $ testio-sync serve --transport http --port 8080
+        $ echo "$TOKEN" | testio-sync serve --hash-token >> tokens.txt
+        $ export TESTIO_SYNC_SERVER_TOKENS_FILE=tokens.txt
+        $ testio-sync serve --transport http --host 0.0.0.0 --no-worker
     """
+    if hash_token:
+        print_token_line()
+        return
     settings = settings_or_exit()
     with reported_errors():
         # Imported here: the MCP SDK is heavy, and only this command needs it.
@@ -81,3 +103,22 @@ def serve(
             port=port,
             start_worker=not no_worker,
         )
+
+
+def print_token_line() -> None:
+    """``serve --hash-token``: the token from stdin (never argv, which ``ps`` shows)."""
+    from testio_sync.errors import ConfigError
+    from testio_sync.mcp_server.http_auth import hash_token
+    from testio_sync.settings import check_server_token
+
+    if sys.stdin.isatty():
+        token = getpass.getpass("Token (not echoed): ", stream=sys.stderr)
+    else:
+        token = sys.stdin.readline()
+    if not token.strip():
+        fail('no token on stdin; e.g. echo "$TOKEN" | testio-sync serve --hash-token', EXIT_USAGE)
+    try:
+        secret = check_server_token(token.strip(), "the token on stdin")
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    typer.echo(hash_token(secret.reveal()))

@@ -50,6 +50,7 @@ from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import registry
 from testio_sync.mcp_server import prompts
 from testio_sync.mcp_server import tools as mcp_tools
+from testio_sync.mcp_server.http_auth import HttpAccess, http_access
 from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
@@ -259,8 +260,13 @@ class WorkerKeeper:
 # -- the server --------------------------------------------------------------------------
 
 
-def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> MCPServer:
-    """The MCP server with its tools; ``worker`` (if given) is kept alive for syncs."""
+def build_server(
+    settings: Settings, *, worker: WorkerKeeper | None = None, access: HttpAccess | None = None
+) -> MCPServer:
+    """The MCP server with its tools; ``worker`` (if given) is kept alive for syncs.
+
+    ``access`` with a verifier makes every HTTP request prove a bearer token.
+    """
     service = SyncService(settings)
     locks = EntityLocks()
     reads = ReadThrough(settings, locks=locks)
@@ -508,7 +514,12 @@ def build_server(settings: Settings, *, worker: WorkerKeeper | None = None) -> M
         slim_tool(query_metrics, READ_ONLY),
     ]
     server = TestioMCPServer(
-        SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), tools=tools
+        SERVER_NAME,
+        instructions=INSTRUCTIONS,
+        version=_version(),
+        tools=tools,
+        token_verifier=access.verifier if access else None,
+        auth=access.auth if access else None,
     )
     register_guides(server)
     return server
@@ -597,24 +608,28 @@ def run_server(
 
     Starts a worker when none is alive (unless ``start_worker`` is False); on
     exit, leaves it to finish its run and stop once no server uses it. Logs go
-    to stderr: on stdio, stdout is the protocol pipe.
+    to stderr: on stdio, stdout is the protocol pipe. HTTP is stateless, so any
+    of several servers behind one address answers any request; ``http_auth``
+    decides which requests it takes.
 
     Raises:
         UsageError: an unknown transport.
-        ConfigError: the data directory is unusable.
+        ConfigError: the data directory is unusable, or a non-loopback host has no tokens.
         ServeError: the HTTP port is taken.
     """
     if transport not in ("stdio", "http"):
         raise UsageError(f"transport must be stdio or http, not {transport!r}")
-    if transport == "http":
-        check_port(host, port)
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
-    for noisy in ("httpx", "httpx2"):  # one INFO line per API request
+    # One INFO line per API request, and per stateless HTTP request ("Terminating session").
+    for noisy in ("httpx", "httpx2", "mcp.server.streamable_http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    access = http_access(settings, host) if transport == "http" else None  # before any bind
+    if access is not None:
+        check_port(host, port)
     keeper = WorkerKeeper(settings, enabled=start_worker)
-    server = build_server(settings, worker=keeper)
+    server = build_server(settings, worker=keeper, access=access)
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_main and transport == "stdio":
@@ -623,8 +638,8 @@ def run_server(
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         keeper.ensure()
-        if transport == "http":
-            server.run("streamable-http", host=host, port=port)
+        if access is not None:
+            server.run("streamable-http", host=host, port=port, **access.run_options)
         else:
             server.run()
     except KeyboardInterrupt:
