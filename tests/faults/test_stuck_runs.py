@@ -82,8 +82,8 @@ def test_a_lock_path_that_is_a_directory_fails_the_run_here_and_the_next_one_is_
 def test_a_lock_path_that_is_a_directory_fails_the_run_in_the_worker(settings, worker_pool):
     """In the worker: the same truthful end, and the worker goes on to run the next sync."""
     service = SyncService(settings)
+    settings.lock_path.mkdir()  # before the worker starts: it may take the lock at once
     worker_pool(settings).start()
-    settings.lock_path.mkdir()
 
     result = service.execute_sync().wait(30)
 
