@@ -18,9 +18,10 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
+from queue_servers import BACKENDS, queue_url_for  # noqa: E402
 from testsupport import TOKEN, make_settings, start_consumer, stop_consumer  # noqa: E402
 
-from testio_sync.settings import Settings  # noqa: E402
+from testio_sync.settings import Secret, Settings  # noqa: E402
 from testio_sync.simulator import Simulator  # noqa: E402
 
 __all__ = ["TOKEN", "make_settings"]
@@ -60,3 +61,10 @@ def consumer(settings: Settings) -> Iterator[object]:
         yield worker
     finally:
         stop_consumer(worker, settings)
+
+
+@pytest.fixture(params=BACKENDS)
+def queue_url(request: pytest.FixtureRequest) -> Iterator[Secret | None]:
+    """Each queue backend in turn: SQLite, then Redis and PostgreSQL when reachable."""
+    with queue_url_for(request.param) as url:
+        yield Secret(url) if url else None

@@ -1,7 +1,9 @@
 """Is a worker alive? A worker holds an OS lock on ``worker.lock`` while it runs.
 
 The kernel drops the lock when the process dies, however it dies, so the
-answer is never stale. Callers only probe: they never keep the lock.
+answer is never stale. Callers only probe: they never keep the lock. On a shared
+queue more workers may run for one data directory: each extra one holds a slot
+``worker.N.lock`` of its own, and a probe looks at every slot.
 """
 
 from __future__ import annotations
@@ -10,11 +12,23 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from testio_sync.settings import touch_private
 
 _held: dict[str, int] = {}
+WORKER_SLOTS = 8  # workers one data directory may hold on a shared queue
+
+
+def slot_path(path: Path, slot: int) -> Path:
+    """``worker.lock`` for slot 0, ``worker.N.lock`` for the others."""
+    return path if slot == 0 else path.with_name(f"{path.stem}.{slot}{path.suffix}")
+
+
+def worker_lock_paths(path: Path) -> list[Path]:
+    return [slot_path(path, slot) for slot in range(WORKER_SLOTS)]
 
 
 def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
@@ -43,15 +57,48 @@ def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
     return True
 
 
+def hold_worker_slot(path: Path) -> Path | None:
+    """Take the first free worker slot (for a shared queue); None when all are taken."""
+    for slot in range(WORKER_SLOTS):
+        candidate = slot_path(path, slot)
+        if hold_worker_lock(candidate, patience_s=2.0 if slot == 0 else 0.2):
+            return candidate
+    return None
+
+
 def release_worker_lock(path: Path) -> None:
-    fd = _held.pop(str(path), None)
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    """Release whichever worker slot of ``path`` this process holds."""
+    for candidate in worker_lock_paths(path):
+        fd = _held.pop(str(candidate), None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[bool]:
+    """Hold ``path`` exclusively if no other holder (thread or process) has it; yields whether.
+
+    A descriptor of its own each time: two threads of one process exclude each other too.
+    """
+    fd = os.open(touch_private(path), os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def worker_alive(path: Path) -> bool:
-    """True when some process (this one included) holds the worker lock."""
+    """True when some process (this one included) holds a worker slot."""
+    return any(_slot_alive(candidate) for candidate in worker_lock_paths(path))
+
+
+def _slot_alive(path: Path) -> bool:
     if str(path) in _held:
         return True
     if not path.exists():
@@ -68,11 +115,20 @@ def worker_alive(path: Path) -> bool:
         os.close(fd)
 
 
+def worker_pids(path: Path) -> list[int]:
+    """The PIDs the live workers wrote into their slots."""
+    pids = []
+    for candidate in worker_lock_paths(path):
+        if not _slot_alive(candidate):
+            continue
+        try:
+            pids.append(int(json.loads(candidate.read_text() or "{}").get("pid")))
+        except (ValueError, TypeError, OSError):
+            continue
+    return pids
+
+
 def worker_pid(path: Path) -> int | None:
-    """The PID the live worker wrote into its lock file, if a worker is alive."""
-    if not worker_alive(path):
-        return None
-    try:
-        return int(json.loads(path.read_text() or "{}").get("pid"))
-    except (ValueError, TypeError, OSError):
-        return None
+    """The PID the first live worker wrote into its lock file, if a worker is alive."""
+    pids = worker_pids(path)
+    return pids[0] if pids else None

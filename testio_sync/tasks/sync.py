@@ -3,6 +3,11 @@
 Both are thin: the job calls ``testio_sync.sync.runner.run_job``; the periodic
 task asks ``is_sync_due`` and enqueues an ordinary run with trigger
 ``scheduler``, so a background sync is the same job as a CLI or MCP one.
+
+Several workers may share one queue (Redis, PostgreSQL): a worker that finds
+another one's job running on this data directory puts its job back in the queue
+rather than wait on the sync lock, and each periodic decision is claimed in the
+queue's store, so however many workers run the periodic task, one enqueues.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from datetime import datetime
 
 from huey import crontab
@@ -22,10 +28,17 @@ from testio_sync.sync.account import request_account
 from testio_sync.sync.runner import run_job
 from testio_sync.sync.schedule import is_sync_due
 from testio_sync.sync.types import SyncRequest, SyncScope, SyncTrigger
-from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
-from testio_sync.tasks.queue import current_settings, huey
+from testio_sync.tasks.liveness import (
+    exclusive,
+    hold_worker_lock,
+    hold_worker_slot,
+    release_worker_lock,
+)
+from testio_sync.tasks.queue import claim_once, current_settings, huey, peek, put, queue_is_shared
 
 logger = logging.getLogger("testio_sync.worker")
+REQUEUE_PAUSE_S = 0.5  # a job put back because another worker's job runs waits this long first
+LAST_CLAIM_KEY = "background-sync:last-claim"
 
 
 def new_run_id() -> str:
@@ -34,8 +47,19 @@ def new_run_id() -> str:
 
 @huey.task(retries=0)
 def run_sync_job(run_id: str) -> None:
-    """Run a queued sync; its outcome goes to ``sync_events``."""
-    asyncio.run(run_job(run_id, current_settings()))
+    """Run a queued sync; its outcome goes to ``sync_events``.
+
+    Another worker's job running here: back to the queue (the run stays queued),
+    so it waits its turn there instead of failing on the sync lock's timeout.
+    """
+    settings = current_settings()
+    with exclusive(settings.home / "job.lock") as ours:
+        if ours:
+            asyncio.run(run_job(run_id, settings))
+            return
+    time.sleep(REQUEUE_PAUSE_S)
+    logger.info("run %s waits: another worker's sync runs", run_id)
+    run_sync_job(run_id)
 
 
 def enqueue_run(request: SyncRequest, settings: Settings) -> tuple[str, bool]:
@@ -80,12 +104,37 @@ def check_background_sync(settings: Settings, *, now: datetime) -> str | None:
         last_failure_at=last_failure,
     ):
         return None
+    if not claim_schedule_slot(
+        settings, now=now, last_completed=runs.last_sync_completed(), failures=failures
+    ):
+        return None
     account = request_account(settings, check_mirror=False)  # the job checks the mirror's
     scope = SyncScope(product_ids=settings.product_ids, account=account)
     request = SyncRequest(scope=scope, trigger=SyncTrigger.SCHEDULER)
     run_id, _ = enqueue_run(request, settings)
     logger.info("background sync due: run %s enqueued", run_id)
     return run_id
+
+
+def claim_schedule_slot(
+    settings: Settings, *, now: datetime, last_completed: datetime | None, failures: int
+) -> bool:
+    """True for the one process that may enqueue this due background sync.
+
+    Keyed by the interval the moment falls in and by what made the sync due (the
+    last completed sync, the failures since), in the queue's store: every worker
+    running the periodic task in that interval asks the same key, and only the
+    first gets it. A failed run changes the key, so its back-off retry still runs.
+    """
+    slot = int(now.timestamp() // max(1, settings.refresh_interval_s))
+    done = last_completed.isoformat() if last_completed else "never"
+    key = f"background-sync:{slot}:{done}:{failures}"
+    previous = peek(LAST_CLAIM_KEY)
+    if not claim_once(key, forget=previous.decode() if previous else None):
+        logger.info("background sync of this interval already enqueued by another worker")
+        return False
+    put(LAST_CLAIM_KEY, key.encode())
+    return True
 
 
 @huey.periodic_task(crontab(minute="*"))
@@ -98,7 +147,10 @@ def background_sync() -> None:
 def _worker_started() -> None:
     settings = current_settings()
     settings.ensure_home()
-    if not hold_worker_lock(settings.worker_lock_path):
+    if queue_is_shared():  # several workers may share the queue: each takes a slot
+        if hold_worker_slot(settings.worker_lock_path) is None:
+            logger.warning("every worker slot of %s is taken", settings.home)
+    elif not hold_worker_lock(settings.worker_lock_path):
         logger.warning("another worker already runs for %s", settings.home)
     abandoned = recover_abandoned(settings)
     if abandoned:
