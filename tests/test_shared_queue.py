@@ -7,6 +7,7 @@ Real servers on 127.0.0.1 (skipped with the reason when absent, failed when
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def test_a_password_in_a_working_queue_url_shows_nowhere(tmp_path, tiny_server):
             workers.stop_all()
         assert synced.returncode == 0, synced.stderr
         assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["queue"] == secret_url.replace(PASSWORD, "***")
         seen = synced.stdout + synced.stderr + status.stdout + status.stderr + workers.log()
         assert PASSWORD not in seen
         assert PASSWORD not in settings.db_path.read_bytes().decode("latin-1")
@@ -129,6 +131,7 @@ def test_two_workers_on_a_shared_queue_take_turns_and_requests_still_attach(
         workers.start()
         wait_until(lambda: len(worker_pids(settings.worker_lock_path)) == 2, what="two workers")
         assert service.worker_alive()
+        assert sorted(service.status()["worker_pids"]) == sorted(p.pid for p in workers.started)
         handles = [service.execute_sync(**asked) for asked in requests]
         results = [h.wait(120) for h in handles]
     finally:

@@ -103,6 +103,13 @@ def storage_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+def describe(settings: Settings) -> str:
+    """Where the queue is, for ``status``: the file, or the server's URL without its password."""
+    if settings.queue_url is None:
+        return str(settings.queue_path)
+    return redact_url(settings.queue_url.reveal())
+
+
 def shared(storage: BaseStorage) -> bool:
     """True when the queue lives on a server that several workers may share."""
     return not isinstance(storage, SqliteStorage)

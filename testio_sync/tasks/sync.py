@@ -37,8 +37,10 @@ from testio_sync.tasks.liveness import (
 from testio_sync.tasks.queue import claim_once, current_settings, huey, peek, put, queue_is_shared
 
 logger = logging.getLogger("testio_sync.worker")
+SECOND_LOOK_S = 0.05
 REQUEUE_PAUSE_S = 0.5  # a job put back because another worker's job runs waits this long first
 LAST_CLAIM_KEY = "background-sync:last-claim"
+_told_waiting: set[str] = set()  # runs whose wait this worker has logged once
 
 
 def new_run_id() -> str:
@@ -57,9 +59,13 @@ def run_sync_job(run_id: str) -> None:
         if ours:
             asyncio.run(run_job(run_id, settings))
             return
-    time.sleep(REQUEUE_PAUSE_S)
-    logger.info("run %s waits: another worker's sync runs", run_id)
+    # Back in the queue at once: only for an instant is the job in no queue, which
+    # ``recover_abandoned`` reads twice to see past. Then this worker pauses.
     run_sync_job(run_id)
+    if run_id not in _told_waiting:
+        _told_waiting.add(run_id)
+        logger.info("run %s waits in the queue: another worker's sync runs", run_id)
+    time.sleep(REQUEUE_PAUSE_S)
 
 
 def enqueue_run(request: SyncRequest, settings: Settings) -> tuple[str, bool]:
@@ -80,10 +86,18 @@ def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> lis
     open_database(settings.db_path)
     pending: set[str] | None = None
 
+    reread = False
+
     def is_pending(run_id: str) -> bool:
-        nonlocal pending
+        nonlocal pending, reread
         if pending is None:  # read after the rows, and only when a queued row needs it
             pending = pending_run_ids()
+        if run_id not in pending and not reread:
+            # A worker between taking a job and claiming (or putting back) its run
+            # holds it in no queue for an instant: a second look sees past that.
+            reread = True
+            time.sleep(SECOND_LOOK_S)
+            pending |= pending_run_ids()
         return run_id in pending
 
     return runs.mark_abandoned(now=now or utc_now(), is_pending=is_pending)
