@@ -184,3 +184,39 @@ def test_the_periodic_check_enqueues_one_sync_per_interval_however_many_workers_
         assert tasks.check_background_sync(settings, now=now + timedelta(seconds=60)) is None
         later = now + timedelta(seconds=interval)
         assert tasks.check_background_sync(settings, now=later) is not None
+
+
+def test_importing_the_queue_creates_nothing_on_its_server(tmp_path, shared_url):
+    """As with ``queue.db``: tables (PostgreSQL) or keys (Redis) appear on first use only."""
+    env = {"TESTIO_SYNC_HOME": str(tmp_path / "home"), "TESTIO_SYNC_QUEUE_URL": shared_url}
+    code = "import testio_sync.tasks as t; print(type(t.huey).__name__)"
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    expected = "RedisHuey" if shared_url.startswith("redis") else "PostgresHuey"
+    assert done.stdout.strip() == expected
+    assert not (tmp_path / "home").exists()
+    assert server_objects(shared_url) == []
+    used = "from testio_sync.tasks.queue import claim_once; claim_once('k')"
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", used], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert server_objects(shared_url) != []
+
+
+def server_objects(url: str) -> list[str]:
+    """The Redis keys (but the test's own marker) or the PostgreSQL tables at ``url``."""
+    if url.startswith("redis"):
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            return sorted(k.decode() for k in client.scan_iter() if k != b"testio-sync-test")
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select tablename from pg_tables where schemaname = 'public' order by 1"
+        ).fetchall()
+    return [r[0] for r in rows]
