@@ -220,3 +220,19 @@ def server_objects(url: str) -> list[str]:
             "select tablename from pg_tables where schemaname = 'public' order by 1"
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def test_mirrors_sharing_one_queue_server_each_read_their_own_jobs(tmp_path, tiny_server):
+    """A worker of another data directory must not take (and drop) this mirror's job."""
+    from testio_sync.tasks.queue import configure
+
+    with queue_url_for("redis") as url:
+        mine = make_settings(tmp_path / "mine", tiny_server[1], queue_url=Secret(url))
+        theirs = make_settings(tmp_path / "theirs", tiny_server[1], queue_url=Secret(url))
+        service = SyncService(mine)
+        run_id, _ = tasks.enqueue_run(service.build_request(), mine)
+        assert tasks.sync.pending_run_ids() == {run_id}
+        configure(theirs)
+        assert tasks.sync.pending_run_ids() == set()
+        configure(mine)
+        assert tasks.sync.pending_run_ids() == {run_id}

@@ -9,9 +9,12 @@ reached into one line naming the variable, with the URL's password hidden.
 
 from __future__ import annotations
 
+import hashlib
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from huey.storage import BaseStorage, PostgresStorage, RedisStorage, SqliteStorage
 
@@ -20,6 +23,7 @@ from testio_sync.settings import QUEUE_SCHEMES, Settings, redact_url, touch_priv
 
 CONNECT_TIMEOUT_S = 5
 VARIABLE = "TESTIO_SYNC_QUEUE_URL"
+QUEUE_NAME = "testio-sync"
 
 
 class LazySqliteStorage(SqliteStorage):
@@ -85,13 +89,19 @@ def sqlite_kwargs(path: Path) -> dict[str, Any]:
     }
 
 
+def kind_of(settings: Settings) -> str:
+    """``sqlite``, ``redis`` or ``postgres``: the engine the settings' queue lives in."""
+    if settings.queue_url is None:
+        return "sqlite"
+    return QUEUE_SCHEMES[urlsplit(settings.queue_url.reveal()).scheme]
+
+
 def storage_kwargs(settings: Settings) -> dict[str, Any]:
     """``storage_class`` and its arguments for ``settings`` (nothing is connected yet)."""
     if settings.queue_url is None:
         return sqlite_kwargs(settings.queue_path)
     url = settings.queue_url.reveal()
-    kind = QUEUE_SCHEMES[url.split(":", 1)[0]]
-    if kind == "redis":
+    if kind_of(settings) == "redis":
         from redis import ConnectionPool
 
         pool = ConnectionPool.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
@@ -101,6 +111,19 @@ def storage_kwargs(settings: Settings) -> dict[str, Any]:
         "dsn": url,
         "connect_timeout": CONNECT_TIMEOUT_S,
     }
+
+
+def queue_name(settings: Settings) -> str:
+    """The queue's name: on a shared server, one queue per mirror.
+
+    A job names a run of one store; a worker of another mirror would find no such
+    run and drop the job. So workers of different data directories (or machines)
+    that share a server each read a queue of their own.
+    """
+    if settings.queue_url is None:
+        return QUEUE_NAME
+    mirror = f"{socket.gethostname()}:{settings.db_path.expanduser().resolve()}"
+    return f"{QUEUE_NAME}-{hashlib.sha256(mirror.encode()).hexdigest()[:12]}"
 
 
 def describe(settings: Settings) -> str:
@@ -138,9 +161,9 @@ def check_reachable(storage: BaseStorage, settings: Settings) -> None:
 
 def missing_driver(settings: Settings) -> str | None:
     """The pip extra to install when the URL's driver is absent, else None."""
-    if settings.queue_url is None:
+    kind = kind_of(settings)
+    if kind == "sqlite":
         return None
-    kind = QUEUE_SCHEMES[settings.queue_url.reveal().split(":", 1)[0]]
     module = "redis" if kind == "redis" else "psycopg"
     try:
         __import__(module)
@@ -150,8 +173,6 @@ def missing_driver(settings: Settings) -> str | None:
 
 
 def _password(url: str) -> str | None:
-    from urllib.parse import unquote, urlsplit
-
     try:
         password = urlsplit(url).password
     except ValueError:

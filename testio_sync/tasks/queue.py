@@ -11,23 +11,25 @@ process elsewhere (tests, the demo) before that.
 
 from __future__ import annotations
 
-from typing import Any
-
 from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
 from huey.constants import EmptyData
 from huey.storage import PostgresStorage, RedisStorage
 
 from testio_sync.errors import ConfigError
 from testio_sync.settings import Settings, home_from_env, queue_url_from_env
-from testio_sync.tasks.backends import check_reachable, missing_driver, shared, storage_kwargs
-
-QUEUE_NAME = "testio-sync"
+from testio_sync.tasks.backends import (
+    check_reachable,
+    missing_driver,
+    queue_name,
+    shared,
+    storage_kwargs,
+)
 
 _settings: Settings | None = None
 
 
-def _initial_storage() -> dict[str, Any]:
-    """The storage the environment names; SQLite when it names none usable.
+def _initial_settings() -> Settings:
+    """The queue the environment names; SQLite when it names none usable.
 
     An unusable URL is not an error here (an import must not fail): every entry
     point reads the settings and calls ``configure``, which reports it in one line.
@@ -38,11 +40,12 @@ def _initial_storage() -> dict[str, Any]:
         settings = Settings(home=home_from_env())
     if missing_driver(settings):
         settings = Settings(home=home_from_env())
-    return storage_kwargs(settings)
+    return settings
 
 
 def _build() -> Huey:
-    kwargs = _initial_storage()
+    settings = _initial_settings()
+    kwargs = storage_kwargs(settings)
     storage = kwargs["storage_class"]
     kind = (
         RedisHuey
@@ -51,11 +54,12 @@ def _build() -> Huey:
         if issubclass(storage, PostgresStorage)
         else SqliteHuey
     )
-    return kind(QUEUE_NAME, results=False, utc=True, **kwargs)  # outcomes live in sync_events
+    # results=False: outcomes live in sync_events
+    return kind(queue_name(settings), results=False, utc=True, **kwargs)
 
 
 huey = _build()
-_storage_key: str = str(huey.storage_kwargs.get("filename") or "")
+_storage_key: str = f"{huey.name} {huey.storage_kwargs.get('filename') or ''}"
 
 
 def current_settings() -> Settings:
@@ -78,11 +82,15 @@ def configure(settings: Settings) -> None:
         raise ConfigError(problem)
     _settings = settings
     settings.ensure_home()
-    key = settings.queue_url.reveal() if settings.queue_url else str(settings.queue_path)
+    name = queue_name(settings)
+    key = f"{name} " + (
+        settings.queue_url.reveal() if settings.queue_url else str(settings.queue_path)
+    )
     if key == _storage_key:
         return
     kwargs = storage_kwargs(settings)
     huey.storage.close()
+    huey.name = name
     huey.storage_class = kwargs.pop("storage_class")
     huey.storage_kwargs = kwargs
     huey.storage = huey.create_storage()
