@@ -22,6 +22,7 @@ from testsupport import make_settings
 from testio_sync import tasks
 from testio_sync.service import SyncService
 from testio_sync.settings import Secret
+from testio_sync.store.db import open_database
 from testio_sync.store.models import SyncEvent, database
 from testio_sync.sync import runs
 from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncScope, SyncStatus
@@ -70,9 +71,9 @@ def test_a_bad_or_unreachable_queue_url_is_one_line_exit_2_without_its_password(
         "PATH": "/usr/bin:/bin",
         "TESTIO_SYNC_QUEUE_URL": url.format(port=free_port()),
     }
-    if command == ["status"]:
-        env["TESTIO_SYNC_HOME"] = str(tmp_path / "home")
-        assert run_cli(["sync", "--dry-run"], {**env, "TESTIO_SYNC_QUEUE_URL": ""})
+    if command == ["status"]:  # status reads a mirror: make an empty one first
+        open_database(make_settings(tmp_path / "home", "http://127.0.0.1:9").db_path)
+        assert (tmp_path / "home" / "cache.db").is_file()
     done = run_cli(command, env)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
