@@ -13,8 +13,14 @@ from pathlib import Path
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="testio-sync-tests-")
 os.environ["TESTIO_SYNC_HOME"] = _SESSION_HOME
+# Kept: where the tests' servers are and whether they must be there (see queue_servers).
+_KEPT = ("TESTIO_SYNC_HOME", "TESTIO_SYNC_REQUIRE_SERVICES")
 for _name in list(os.environ):
-    if _name.startswith("TESTIO_") and _name != "TESTIO_SYNC_HOME":
+    if (
+        _name.startswith("TESTIO_")
+        and _name not in _KEPT
+        and not _name.startswith("TESTIO_SYNC_TEST_")
+    ):
         del os.environ[_name]
 
 import pytest  # noqa: E402

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 
 import pytest
 
-REDIS = "redis://127.0.0.1:6379"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+# Servers elsewhere: set these (a Redis URL without a database number, a PostgreSQL URL
+# without a database name, for a user that may create databases).
+REDIS = os.environ.get("TESTIO_SYNC_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+POSTGRES = os.environ.get("TESTIO_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 BACKENDS = ("sqlite", "redis", "postgresql")
 
 
@@ -43,9 +45,9 @@ def redis_queue() -> Iterator[str]:
                 break
             client.close()
         else:
-            unavailable("every Redis database number at 127.0.0.1:6379 is in use")
+            unavailable(f"every Redis database number at {REDIS} is in use")
     except redis.RedisError as exc:
-        unavailable(f"Redis is not reachable at 127.0.0.1:6379 ({exc})")
+        unavailable(f"Redis is not reachable at {REDIS} ({exc})")
     try:
         yield f"{REDIS}/{number}"
     finally:
@@ -64,7 +66,7 @@ def postgres_queue() -> Iterator[str]:
     try:
         admin = psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, connect_timeout=2)
     except psycopg.Error as exc:
-        unavailable(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc})")
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES} ({str(exc).splitlines()[0]})")
     with admin:
         admin.execute(f'create database "{name}"')
         try:
