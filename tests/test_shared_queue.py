@@ -237,3 +237,30 @@ def test_mirrors_sharing_one_queue_server_each_read_their_own_jobs(tmp_path, tin
         assert tasks.sync.pending_run_ids() == set()
         configure(mine)
         assert tasks.sync.pending_run_ids() == {run_id}
+
+
+def test_testio_sync_worker_starts_a_second_worker_on_a_shared_queue(tmp_path, tiny_server):
+    """A second ``testio-sync worker`` joins the first on a shared queue (SQLite: it refuses)."""
+    with queue_url_for("redis") as url:
+        settings = make_settings(
+            tmp_path / "home", tiny_server[1], queue_url=Secret(url), refresh_interval_s=0
+        )
+        settings.ensure_home()
+        env = {**settings.to_env(), "PATH": "/usr/bin:/bin"}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-P", "-m", "testio_sync", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
+        try:
+            wait_until(lambda: len(worker_pids(settings.worker_lock_path)) == 2, what="2 workers")
+            assert sorted(worker_pids(settings.worker_lock_path)) == sorted(p.pid for p in procs)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+                proc.stderr.close()
