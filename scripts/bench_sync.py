@@ -20,6 +20,7 @@ They are left out of the floor's requests.
 Usage:
     python scripts/bench_sync.py [--latency-ms 100] [--scale seed] [--json]
     python scripts/bench_sync.py --scale large --latency-ms 500 --tries 5
+    TESTIO_SYNC_QUEUE_URL=redis://127.0.0.1:6379/9 python scripts/bench_sync.py  # shared queue
 
 Exit status 1 when a deep sync (first, with bugs, --force) misses 1.3x its floor,
 wastes more than 10% of a full sync's requests, or a budget below is broken.
@@ -94,13 +95,17 @@ def peak_rss_mb(pid: int) -> float:
 class Bench:
     def __init__(self, base_url: str, latency_ms: float, home: Path, sim_pid: int) -> None:
         self.sim_pid = sim_pid
-        from testio_sync.settings import Secret, Settings
+        from testio_sync.settings import Secret, Settings, queue_url_from_env
 
         self.root = base_url.rsplit("/customer/v2", 1)[0]
         self.latency_s = latency_ms / 1000
         self.http = httpx.Client(base_url=self.root, timeout=60)
         self.settings = Settings(
-            home=home, api_base_url=base_url, api_token=Secret(TOKEN), refresh_interval_s=0
+            home=home,
+            api_base_url=base_url,
+            api_token=Secret(TOKEN),
+            refresh_interval_s=0,
+            queue_url=queue_url_from_env(),  # TESTIO_SYNC_QUEUE_URL: bench a shared queue
         )
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -47,7 +47,8 @@ from testio_sync.sync.types import (
     SyncStatus,
     SyncTrigger,
 )
-from testio_sync.tasks.liveness import worker_alive, worker_pid
+from testio_sync.tasks.backends import describe as describe_queue
+from testio_sync.tasks.liveness import worker_alive, worker_pids
 
 ProgressCallback = Callable[[SyncProgress], None]
 OWNER_CHECK_S = 1.0  # how often a waiter checks that the run's process is still alive
@@ -296,7 +297,8 @@ class SyncService:
             run_id, attached = tasks.enqueue_run(request, self.settings)
             return SyncHandle(run_id=run_id, attached=attached, settings=self.settings)
         if not allow_in_process:
-            raise SyncError("No worker is running: start one with `testio-sync worker`.")
+            where = " on this machine" if self.settings.queue_url else ""
+            raise SyncError(f"No worker is running{where}: start one with `testio-sync worker`.")
         run_id, attached = runs.create_or_attach(
             request,
             run_id=tasks.sync.new_run_id(),
@@ -330,6 +332,7 @@ class SyncService:
         now = utc_now()
         last = runs.last_sync_completed()
         holder = read_holder(self.settings.lock_path)
+        pids = worker_pids(self.settings.worker_lock_path)
         return {
             "database": str(self.settings.db_path),
             "database_bytes": queries.db_file_size(self.settings.db_path),
@@ -338,8 +341,10 @@ class SyncService:
             "last_sync_age_seconds": round((now - last).total_seconds()) if last else None,
             "active_runs": [view_of(r).to_dict() for r in runs.active_runs()],
             "lock_holder": holder,
-            "worker_alive": self.worker_alive(),
-            "worker_pid": worker_pid(self.settings.worker_lock_path),
+            "queue": describe_queue(self.settings),
+            "worker_alive": bool(pids) or self.worker_alive(),
+            "worker_pid": pids[0] if pids else None,
+            "worker_pids": pids,
             "broken_tests": [
                 {
                     "product_id": b.product_id,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from testio_sync.errors import ConfigError
 
@@ -133,6 +134,51 @@ def _addresses(env: Mapping[str, str], name: str, *, origins: bool) -> tuple[str
     return tuple(dict.fromkeys(out))
 
 
+QUEUE_SCHEMES = {
+    "redis": "redis",
+    "rediss": "redis",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password shown as ``***``: the only form a URL takes in a message."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def queue_url_from_env(env: Mapping[str, str] | None = None) -> Secret | None:
+    """``TESTIO_SYNC_QUEUE_URL``: unset is the SQLite queue; else a Redis or PostgreSQL URL.
+
+    Raises:
+        ConfigError: not a URL of either kind (the message hides its password).
+    """
+    env = os.environ if env is None else env
+    raw = env.get("TESTIO_SYNC_QUEUE_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError:
+        raise ConfigError(f"TESTIO_SYNC_QUEUE_URL is not a URL: {redact_url(raw)}") from None
+    if parts.scheme not in QUEUE_SCHEMES or not parts.hostname:
+        raise ConfigError(
+            f"TESTIO_SYNC_QUEUE_URL must be redis://HOST[:PORT][/DB] or "
+            f"postgresql://USER@HOST[:PORT]/DB, got {redact_url(raw)}"
+        )
+    return Secret(raw)
+
+
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
     """``name`` as a fraction between 0 and 1."""
     value = float(_number(env, name, default, kind=float))
@@ -178,6 +224,7 @@ class Settings:
     server_tokens_file: Path | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    queue_url: Secret | None = field(default=None, repr=False)  # None: SQLite queue.db
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -223,6 +270,7 @@ class Settings:
             ),
             allowed_hosts=_addresses(env, "TESTIO_SYNC_ALLOWED_HOSTS", origins=False),
             allowed_origins=_addresses(env, "TESTIO_SYNC_ALLOWED_ORIGINS", origins=True),
+            queue_url=queue_url_from_env(env),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -244,6 +292,7 @@ class Settings:
         }
         if self.api_token:
             env["TESTIO_CUSTOMER_API_TOKEN"] = self.api_token.reveal()
+        env["TESTIO_SYNC_QUEUE_URL"] = self.queue_url.reveal() if self.queue_url else ""
         return env
 
     @property

@@ -13,14 +13,21 @@ from pathlib import Path
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="testio-sync-tests-")
 os.environ["TESTIO_SYNC_HOME"] = _SESSION_HOME
+# Kept: where the tests' servers are and whether they must be there (see queue_servers).
+_KEPT = ("TESTIO_SYNC_HOME", "TESTIO_SYNC_REQUIRE_SERVICES")
 for _name in list(os.environ):
-    if _name.startswith("TESTIO_") and _name != "TESTIO_SYNC_HOME":
+    if (
+        _name.startswith("TESTIO_")
+        and _name not in _KEPT
+        and not _name.startswith("TESTIO_SYNC_TEST_")
+    ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
+from queue_servers import BACKENDS, queue_url_for  # noqa: E402
 from testsupport import TOKEN, make_settings, start_consumer, stop_consumer  # noqa: E402
 
-from testio_sync.settings import Settings  # noqa: E402
+from testio_sync.settings import Secret, Settings  # noqa: E402
 from testio_sync.simulator import Simulator  # noqa: E402
 
 __all__ = ["TOKEN", "make_settings"]
@@ -60,3 +67,10 @@ def consumer(settings: Settings) -> Iterator[object]:
         yield worker
     finally:
         stop_consumer(worker, settings)
+
+
+@pytest.fixture(params=BACKENDS)
+def queue_url(request: pytest.FixtureRequest) -> Iterator[Secret | None]:
+    """Each queue backend in turn: SQLite, then Redis and PostgreSQL when reachable."""
+    with queue_url_for(request.param) as url:
+        yield Secret(url) if url else None

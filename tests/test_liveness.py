@@ -47,3 +47,22 @@ def test_a_second_worker_sees_the_first_one_and_backs_off(tmp_path):
     finally:
         os.close(fd)
     assert not worker_alive(path)
+
+
+def test_on_a_shared_queue_a_second_worker_takes_the_next_slot_and_probes_see_both(tmp_path):
+    """Another process holds ``worker.lock``; this one takes ``worker.1.lock``."""
+    from testio_sync.tasks.liveness import hold_worker_slot, worker_pids
+
+    path = tmp_path / "worker.lock"
+    path.write_text('{"pid": 4242}')
+    fd = os.open(path, os.O_RDWR)  # the first worker's hold, as another process would
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        taken = hold_worker_slot(path)
+        assert taken == tmp_path / "worker.1.lock"
+        assert worker_pids(path) == [4242, os.getpid()]
+        release_worker_lock(path)
+        assert worker_alive(path) and worker_pids(path) == [4242]
+    finally:
+        os.close(fd)
+    assert not worker_alive(path)

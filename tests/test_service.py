@@ -1,4 +1,7 @@
-"""SyncService through the real huey queue: one run at a time, attachment, the schedule."""
+"""SyncService through the real huey queue: one run at a time, attachment, the schedule.
+
+Every test that uses a queue runs on each backend: SQLite, Redis and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +30,11 @@ from testio_sync.sync.types import (
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def settings(home, tiny_server, queue_url):
+    return make_settings(home, tiny_server[1], queue_url=queue_url)
+
+
 def test_execute_sync_enqueues_a_job_that_the_worker_runs(settings, consumer):
     service = SyncService(settings)
     handle = service.execute_sync()
@@ -39,12 +47,12 @@ def test_execute_sync_enqueues_a_job_that_the_worker_runs(settings, consumer):
 
 
 def test_concurrent_calls_attach_to_a_covering_run_and_never_run_two_syncs_at_once(
-    fresh_server, home
+    fresh_server, home, queue_url
 ):
     """Three callers at once: equal and narrower requests attach, a broader one queues."""
     sim, url = fresh_server
     sim.update_faults(latency_ms=30)
-    settings = make_settings(home, url)
+    settings = make_settings(home, url, queue_url=queue_url)
     service = SyncService(settings)
     one = sorted(sim.world.products)[0]
     requests = [

@@ -70,3 +70,17 @@ def test_the_token_never_prints_by_accident():
     assert token.reveal() == "very-secret-token"
     with pytest.raises(TypeError):
         "Token " + token  # type: ignore[operator]
+
+
+def test_the_queue_url_travels_to_a_worker_but_its_password_shows_nowhere():
+    from testio_sync.settings import redact_url
+
+    url = "redis://:hunter2-pw@127.0.0.1:6379/3"
+    settings = Settings.from_env({"TESTIO_SYNC_QUEUE_URL": url})
+    assert settings.queue_url is not None and settings.queue_url.reveal() == url
+    assert "hunter2-pw" not in repr(settings) and "hunter2-pw" not in str(settings.queue_url)
+    assert Settings.from_env(settings.to_env()).queue_url == settings.queue_url
+    assert Settings.from_env({}).to_env()["TESTIO_SYNC_QUEUE_URL"] == ""  # a child gets SQLite
+    assert redact_url(url) == "redis://:***@127.0.0.1:6379/3"
+    assert redact_url("postgresql://me:p%40ss@db:5432/q") == "postgresql://me:***@db:5432/q"
+    assert redact_url("redis://127.0.0.1/0") == "redis://127.0.0.1/0"

@@ -340,6 +340,7 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
     lines = [
         f"Database: {status['database']} ({format_bytes(status['database_bytes'])})",
         f"Data: {format_counts(status['counts'])}",
+        *([f"Queue: {status['queue']}"] if "://" in status.get("queue", "") else []),
         f"Last successful sync: {format_time(status['last_sync_completed'])}"
         + (
             f" ({format_age(status['last_sync_age_seconds'])})"
@@ -348,8 +349,10 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
         ),
     ]
     if status["worker_alive"]:
-        pid = status.get("worker_pid")
-        lines.append("Worker: running" + (f" (PID {pid})" if pid else ""))
+        pids = status.get("worker_pids") or [status.get("worker_pid")]
+        listed = ", ".join(str(pid) for pid in pids if pid)
+        label = "PIDs" if len(pids) > 1 else "PID"
+        lines.append("Worker: running" + (f" ({label} {listed})" if listed else ""))
     else:
         lines.append("Worker: not running (start one with `testio-sync worker`)")
     holder = status.get("lock_holder")

@@ -17,7 +17,8 @@ def worker() -> None:
     """Run the sync worker in the foreground until Ctrl-C.
 
     It runs queued syncs one at a time and starts the background sync when it is
-    due (TESTIO_REFRESH_INTERVAL_SECONDS). The same as
+    due (TESTIO_REFRESH_INTERVAL_SECONDS). On a shared queue (TESTIO_SYNC_QUEUE_URL)
+    start as many as you like: they take turns, one sync at a time. The same as
     `huey_consumer testio_sync.tasks.huey -w 1 -k thread -d 0.05 -m 0.1 -f`
     with the TESTIO_* settings in its environment.
 
@@ -28,8 +29,10 @@ def worker() -> None:
     with reported_errors():
         settings.ensure_home()
         from testio_sync.tasks.liveness import worker_alive, worker_pid
+        from testio_sync.tasks.queue import configure
 
-        if worker_alive(settings.worker_lock_path):
+        configure(settings)  # a queue server that cannot be reached: one line, exit 2
+        if worker_alive(settings.worker_lock_path) and settings.queue_url is None:
             pid = worker_pid(settings.worker_lock_path)
             fail(f"a worker already runs for {settings.home}" + (f" (PID {pid})." if pid else "."))
         if not settings.api_token:

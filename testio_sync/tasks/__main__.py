@@ -7,7 +7,7 @@ Spawned workers start this way: the module path lies inside our package and
 import logging
 import sys
 
-from testio_sync.errors import TestioSyncError
+from testio_sync.errors import ConfigError, TestioSyncError
 from testio_sync.settings import Settings
 from testio_sync.tasks.consumer import run_worker
 
@@ -17,4 +17,4 @@ try:
     run_worker(Settings.from_env())
 except TestioSyncError as exc:
     print(f"Error: {exc}", file=sys.stderr)
-    raise SystemExit(1) from None
+    raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None

@@ -20,7 +20,7 @@ from filelock import Timeout
 from huey.consumer import Consumer
 
 from testio_sync.settings import Settings, touch_private
-from testio_sync.tasks.liveness import release_worker_lock, worker_alive, worker_job
+from testio_sync.tasks.liveness import release_worker_lock, worker_alive, worker_jobs
 from testio_sync.tasks.queue import configure, huey
 from testio_sync.tasks.users import ATTENDED_ENV, live_users, start_guard
 
@@ -84,7 +84,7 @@ def _stop_when_unused(settings: Settings, consumer: Consumer, poll_s: float = ID
             with start_guard(settings, timeout_s=poll_s):
                 if (
                     live_users(settings)
-                    or worker_job(settings.worker_lock_path)
+                    or worker_jobs(settings.worker_lock_path)
                     or huey.pending_count()
                 ):
                     continue

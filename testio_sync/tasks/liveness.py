@@ -1,9 +1,11 @@
 """Is a worker alive? A worker holds an OS lock on ``worker.lock`` while it runs.
 
 The kernel drops the lock when the process dies, however it dies, so the
-answer is never stale. Callers only probe: they never keep the lock.
+answer is never stale. Callers only probe: they never keep the lock. On a shared
+queue more workers may run for one data directory: each extra one holds a slot
+``worker.N.lock`` of its own, and a probe looks at every slot.
 
-The lock file also says which run the worker is executing (``worker_job``):
+A slot's file also says which run its worker is executing (``worker_jobs``):
 huey takes a job off the queue before the job can claim its row, and a run
 that is neither queued nor claimed is only lost when no worker executes it.
 """
@@ -14,14 +16,26 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from testio_sync.settings import touch_private
 
 RECORD_BYTES = 256
+WORKER_SLOTS = 8  # workers one data directory may hold on a shared queue
 _held: dict[str, int] = {}
 _start_time: float | None = None
+
+
+def slot_path(path: Path, slot: int) -> Path:
+    """``worker.lock`` for slot 0, ``worker.N.lock`` for the others."""
+    return path if slot == 0 else path.with_name(f"{path.stem}.{slot}{path.suffix}")
+
+
+def worker_lock_paths(path: Path) -> list[Path]:
+    return [slot_path(path, slot) for slot in range(WORKER_SLOTS)]
 
 
 def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
@@ -50,6 +64,15 @@ def hold_worker_lock(path: Path, *, patience_s: float = 2.0) -> bool:
     return True
 
 
+def hold_worker_slot(path: Path) -> Path | None:
+    """Take the first free worker slot (for a shared queue); None when all are taken."""
+    for slot in range(WORKER_SLOTS):
+        candidate = slot_path(path, slot)
+        if hold_worker_lock(candidate, patience_s=2.0 if slot == 0 else 0.2):
+            return candidate
+    return None
+
+
 def _write_record(fd: int, run_id: str | None) -> None:
     """One fixed-size write, so a reader never sees half a record."""
     record = {"pid": os.getpid(), "started_at": _started_at(), "run_id": run_id}
@@ -64,17 +87,20 @@ def _started_at() -> float:
 
 
 def set_worker_job(path: Path, run_id: str | None) -> None:
-    """Record the run this worker executes now (None when idle); no-op unless it holds the lock."""
-    fd = _held.get(str(path))
-    if fd is not None:
-        _write_record(fd, run_id)
+    """Record the run this worker executes now (None when idle) in the slot it holds."""
+    for candidate in worker_lock_paths(path):
+        fd = _held.get(str(candidate))
+        if fd is not None:
+            _write_record(fd, run_id)
 
 
-def worker_job(path: Path) -> str | None:
-    """The run id a live worker says it is executing, if any."""
-    if not worker_alive(path):
-        return None
-    return _record(path).get("run_id")
+def worker_jobs(path: Path) -> set[str]:
+    """The run ids the live workers say they are executing."""
+    found = set()
+    for candidate in worker_lock_paths(path):
+        if _slot_alive(candidate) and (run_id := _record(candidate).get("run_id")):
+            found.add(run_id)
+    return found
 
 
 def _record(path: Path) -> dict[str, Any]:
@@ -86,14 +112,38 @@ def _record(path: Path) -> dict[str, Any]:
 
 
 def release_worker_lock(path: Path) -> None:
-    fd = _held.pop(str(path), None)
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    """Release whichever worker slot of ``path`` this process holds."""
+    for candidate in worker_lock_paths(path):
+        fd = _held.pop(str(candidate), None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[bool]:
+    """Hold ``path`` exclusively if no other holder (thread or process) has it; yields whether.
+
+    A descriptor of its own each time: two threads of one process exclude each other too.
+    """
+    fd = os.open(touch_private(path), os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def worker_alive(path: Path) -> bool:
-    """True when some process (this one included) holds the worker lock."""
+    """True when some process (this one included) holds a worker slot."""
+    return any(_slot_alive(candidate) for candidate in worker_lock_paths(path))
+
+
+def _slot_alive(path: Path) -> bool:
     if str(path) in _held:
         return True
     if not path.exists():
@@ -110,11 +160,20 @@ def worker_alive(path: Path) -> bool:
         os.close(fd)
 
 
+def worker_pids(path: Path) -> list[int]:
+    """The PIDs the live workers wrote into their slots."""
+    pids = []
+    for candidate in worker_lock_paths(path):
+        if not _slot_alive(candidate):
+            continue
+        try:
+            pids.append(int(_record(candidate).get("pid")))  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            continue
+    return pids
+
+
 def worker_pid(path: Path) -> int | None:
-    """The PID the live worker wrote into its lock file, if a worker is alive."""
-    if not worker_alive(path):
-        return None
-    try:
-        return int(_record(path).get("pid"))  # type: ignore[arg-type]
-    except (ValueError, TypeError):
-        return None
+    """The PID the first live worker wrote into its lock file, if a worker is alive."""
+    pids = worker_pids(path)
+    return pids[0] if pids else None

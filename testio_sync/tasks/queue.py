@@ -1,58 +1,65 @@
-"""The huey instance: a SQLite queue in its own file, next to (not inside) the app database.
+"""The huey instance: a SQLite queue in its own file, or a queue on a shared server.
 
-Keeping the queue apart means a long write on ``cache.db`` never makes an
-enqueue fail with "database is locked". The instance is built at import, as
-``huey_consumer testio_sync.tasks.huey`` needs, but its file is made on the first real use
-(an enqueue, a consumer's first poll): importing the queue creates nothing.
-``configure`` points a process elsewhere (tests, the demo) before that.
+Unset ``TESTIO_SYNC_QUEUE_URL`` keeps the queue in ``queue.db`` next to (not inside)
+the app database, so a long write on ``cache.db`` never makes an enqueue fail with
+"database is locked". A Redis or PostgreSQL URL puts it on that server, where
+several workers share it (``tasks.backends``). The instance is built at import, as
+``huey_consumer testio_sync.tasks.huey`` needs, but its file or tables are made on
+the first real use: importing the queue creates nothing. ``configure`` points a
+process elsewhere (tests, the demo) before that.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
+from huey.constants import EmptyData
+from huey.storage import PostgresStorage, RedisStorage
 
-from huey import SqliteHuey
-from huey.storage import SqliteStorage
-
-from testio_sync.settings import Settings, home_from_env, touch_private
-
-QUEUE_NAME = "testio-sync"
+from testio_sync.errors import ConfigError
+from testio_sync.settings import Settings, home_from_env, queue_url_from_env
+from testio_sync.tasks.backends import (
+    check_reachable,
+    missing_driver,
+    queue_name,
+    shared,
+    storage_kwargs,
+)
 
 _settings: Settings | None = None
 
 
-class LazySqliteStorage(SqliteStorage):
-    """huey's SQLite storage, whose private file and tables appear on the first connection."""
+def _initial_settings() -> Settings:
+    """The queue the environment names; SQLite when it names none usable.
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs["create_tables"] = False
-        super().__init__(*args, **kwargs)
-        self._schema_ready = False
-
-    def _create_connection(self) -> sqlite3.Connection:
-        path = Path(self.filename)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        touch_private(path)
-        conn = super()._create_connection()
-        if not self._schema_ready:  # huey's own DDL: ``create ... if not exists``
-            conn.execute(self.begin_sql)
-            for statement in self.ddl:
-                conn.execute(statement)
-            conn.execute("commit")
-            self._schema_ready = True
-        return conn
+    An unusable URL is not an error here (an import must not fail): every entry
+    point reads the settings and calls ``configure``, which reports it in one line.
+    """
+    try:
+        settings = Settings(home=home_from_env(), queue_url=queue_url_from_env())
+    except ConfigError:
+        settings = Settings(home=home_from_env())
+    if missing_driver(settings):
+        settings = Settings(home=home_from_env())
+    return settings
 
 
-huey = SqliteHuey(
-    QUEUE_NAME,
-    filename=str(home_from_env() / "queue.db"),
-    storage_class=LazySqliteStorage,
-    journal_mode="wal",
-    timeout=15,
-    results=False,  # callers read outcomes from sync_events, never from huey
-    utc=True,
-)
+def _build() -> Huey:
+    settings = _initial_settings()
+    kwargs = storage_kwargs(settings)
+    storage = kwargs["storage_class"]
+    kind = (
+        RedisHuey
+        if issubclass(storage, RedisStorage)
+        else PostgresHuey
+        if issubclass(storage, PostgresStorage)
+        else SqliteHuey
+    )
+    # results=False: outcomes live in sync_events
+    return kind(queue_name(settings), results=False, utc=True, **kwargs)
+
+
+huey = _build()
+_storage_key: str = f"{huey.name} {huey.storage_kwargs.get('filename') or ''}"
 
 
 def current_settings() -> Settings:
@@ -64,12 +71,60 @@ def current_settings() -> Settings:
 
 
 def configure(settings: Settings) -> None:
-    """Use ``settings`` in this process, moving the queue to its data directory."""
-    global _settings
+    """Use ``settings`` in this process, moving the queue to its data directory or server.
+
+    Raises:
+        ConfigError: the queue's server cannot be reached, or its driver is missing.
+    """
+    global _settings, _storage_key
+    problem = missing_driver(settings)
+    if problem:
+        raise ConfigError(problem)
     _settings = settings
     settings.ensure_home()
-    filename = str(settings.queue_path)
-    if huey.storage_kwargs.get("filename") != filename:
-        huey.storage.close()
-        huey.storage_kwargs["filename"] = filename
-        huey.storage = huey.create_storage()
+    name = queue_name(settings)
+    key = f"{name} " + (
+        settings.queue_url.reveal() if settings.queue_url else str(settings.queue_path)
+    )
+    if key == _storage_key:
+        return
+    kwargs = storage_kwargs(settings)
+    huey.storage.close()
+    huey.name = name
+    huey.storage_class = kwargs.pop("storage_class")
+    huey.storage_kwargs = kwargs
+    huey.storage = huey.create_storage()
+    _storage_key = key
+    try:
+        check_reachable(huey.storage, settings)
+    except ConfigError:
+        _storage_key = ""  # try again on the next call
+        raise
+
+
+def queue_is_shared() -> bool:
+    """True when the queue lives on a server several workers may take jobs from."""
+    return shared(huey.storage)
+
+
+def claim_once(key: str, *, forget: str | None = None) -> bool:
+    """Take ``key`` in the queue's own store; False when some process took it first.
+
+    The queue's server decides (Redis ``HSETNX``, a PostgreSQL or SQLite primary
+    key), so processes on several hosts agree. ``forget`` names an older key of the
+    same kind to drop, so the store keeps one such key, not one per claim.
+    """
+    if not huey.storage.put_if_empty(key, b"1"):
+        return False
+    if forget is not None and forget != key:
+        huey.storage.delete_data(forget)
+    return True
+
+
+def peek(key: str) -> bytes | None:
+    value = huey.storage.peek_data(key)
+    return None if value is EmptyData else value
+
+
+def put(key: str, value: bytes) -> None:
+    huey.storage.put_data(key, value)
