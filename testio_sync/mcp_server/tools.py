@@ -101,12 +101,7 @@ def run_answer(view: RunView, *, attached: bool | None = None) -> dict[str, Any]
     out.update(
         status=result.status.value,
         phases_completed=[p.value for p in result.phases_completed],
-        products_synced=result.products_synced,
-        features_refreshed=result.features_refreshed,
-        tests_discovered=result.tests_discovered,
-        tests_updated=result.tests_updated,
-        tests_removed=result.tests_removed,
-        bugs_refreshed=result.bugs_refreshed,
+        **result.counts(),
         duration_seconds=round(result.duration_seconds, 2),
         warnings=_capped(result.warnings, "warnings"),
         errors=_capped(result.errors, "errors"),

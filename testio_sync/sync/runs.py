@@ -142,12 +142,7 @@ def finish_run(result: SyncResult, *, full_scope: bool, error: str | None = None
             duration_seconds=round(result.duration_seconds, 3),
             result=result.to_dict(),
             error=error or ("; ".join(result.errors[:3]) or None),
-            products_synced=result.products_synced,
-            features_refreshed=result.features_refreshed,
-            tests_discovered=result.tests_discovered,
-            tests_updated=result.tests_updated,
-            tests_removed=result.tests_removed,
-            bugs_refreshed=result.bugs_refreshed,
+            **result.counts(),
         ).where(SyncEvent.run_id == result.run_id).execute()
         if (
             row is not None

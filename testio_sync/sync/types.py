@@ -239,6 +239,16 @@ class SyncProgress:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+RESULT_COUNTS = (
+    "products_synced",
+    "features_refreshed",
+    "tests_discovered",
+    "tests_updated",
+    "tests_removed",
+    "bugs_refreshed",
+)
+
+
 @dataclass
 class SyncResult:
     """What a run did. ``duration_seconds`` is always set, also for failed runs."""
@@ -265,6 +275,10 @@ class SyncResult:
     def succeeded(self) -> bool:
         return self.status == SyncStatus.SUCCEEDED
 
+    def counts(self) -> dict[str, int]:
+        """The run's counters by name: one list for every summary and the run record."""
+        return {name: getattr(self, name) for name in RESULT_COUNTS}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types: the CLI's ``--json`` output and MCP structured content."""
         return {
@@ -272,12 +286,7 @@ class SyncResult:
             "status": self.status.value,
             "trigger": self.trigger.value,
             "phases_completed": [p.value for p in self.phases_completed],
-            "products_synced": self.products_synced,
-            "features_refreshed": self.features_refreshed,
-            "tests_discovered": self.tests_discovered,
-            "tests_updated": self.tests_updated,
-            "tests_removed": self.tests_removed,
-            "bugs_refreshed": self.bugs_refreshed,
+            **self.counts(),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
             "duration_seconds": round(self.duration_seconds, 3),
