@@ -25,7 +25,7 @@ from testsupport import make_settings
 from typer.testing import CliRunner
 
 from testio_sync import cli
-from testio_sync.insights.filters import EXECUTED_STATUSES, ReportFilters
+from testio_sync.insights.filters import EXECUTED_STATUSES, TEST_STATUSES, ReportFilters
 from testio_sync.insights.series import chart_series
 from testio_sync.mcp_server.server import build_server
 from testio_sync.settings import Settings
@@ -45,7 +45,7 @@ class Blanked:
 def blanked(
     tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Blanked:
-    """A synced home where every fourth test with bugs has one bug without a status."""
+    """A synced home where every second test with bugs has one bug without a status."""
     sim = tiny_server[0]
     settings = make_settings(tmp_path_factory.mktemp("series") / "home", tiny_server[1])
     result = CliRunner(env=settings.to_env()).invoke(cli.app, ["sync", "--with-bugs", "--quiet"])
@@ -53,7 +53,7 @@ def blanked(
     open_database(settings.db_path)
     with sim.lock:
         tests = sorted(t.id for t in sim.world.tests.values() if sim.world.bugs_by_test[t.id])
-    chosen = tests[::4]
+    chosen = tests[::2]
     stored: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for test_id, raw in Bug.select(Bug.test, Bug.raw).where(Bug.test.in_(chosen)).tuples():
         stored[test_id].append(raw)
@@ -124,6 +124,17 @@ def one_testing_type(sim: Simulator) -> Scope:
         ReportFilters.parse(products, testing_type=kind),
         {"filters": {"product": products, "testing_type": kind}},
         lambda t: t.status in EXECUTED_STATUSES and t.testing_type == kind,
+    )
+
+
+def some_tests(sim: Simulator) -> Scope:
+    """Explicit test ids (any status): the engine reads them from the report's filters."""
+    products = sorted(sim.world.products)
+    ids = sorted(sim.world.tests)[::3]
+    return Scope(
+        ReportFilters.parse(products, test_ids=ids),
+        {"filters": {"product": products, "test": ids, "test_status": list(TEST_STATUSES)}},
+        lambda t: t.id in ids,
     )
 
 
@@ -207,7 +218,9 @@ def chart_truth(series: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("make_scope", [every_product, one_product_dated, one_testing_type])
+@pytest.mark.parametrize(
+    "make_scope", [every_product, one_product_dated, one_testing_type, some_tests]
+)
 def test_chart_series_equal_query_metrics_over_mcp_and_the_world(
     store: Blanked, tiny_server: tuple[Simulator, str], make_scope: Callable[[Simulator], Scope]
 ) -> None:
@@ -215,6 +228,7 @@ def test_chart_series_equal_query_metrics_over_mcp_and_the_world(
     scope = make_scope(sim)
     world = world_truth(sim, scope, store.bug_ids)
     assert world["features"] and world["tests"]
+    assert any(b == "unknown" for _, b in world["buckets"])  # the scope holds blanked bugs
 
     charts = chart_truth(chart_series(scope.filters))
     mcp = asyncio.run(mcp_truth(store.settings, scope))
