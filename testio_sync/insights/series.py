@@ -25,16 +25,19 @@ def _rows(
     metrics: tuple[str, ...],
     dimensions: tuple[str, ...],
     *,
-    limit: int = EVERY_ROW,
+    top: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The engine's rows for a query built here from registry names (no parsing needed)."""
+    """The engine's rows for a query built here from registry names (nothing to parse).
+
+    Every row by the first dimension, or with ``top`` the ``top`` rows of the first metric.
+    """
     query = MetricsQuery(
         metrics=metrics,
         dimensions=dimensions,
         scope=scope,
-        sort_by=metrics[0] if limit != EVERY_ROW else dimensions[0],
-        descending=limit != EVERY_ROW,
-        limit=limit,
+        sort_by=dimensions[0] if top is None else metrics[0],
+        descending=top is not None,
+        limit=EVERY_ROW if top is None else top,
     )
     return run_query(query)["rows"]
 
@@ -72,7 +75,7 @@ def top_features(filters: ReportFilters, limit: int = 10) -> list[dict[str, Any]
     A bug counts under the feature it was reported on (the engine's ``feature``
     dimension), so bugs reported on no feature of their test are in no bar.
     """
-    rows = _rows(filters, ("bug_count", "rejection_rate"), ("feature",), limit=limit)
+    rows = _rows(filters, ("bug_count", "rejection_rate"), ("feature",), top=limit)
     return [
         {
             "feature_id": row["feature"],
