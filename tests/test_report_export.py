@@ -128,17 +128,24 @@ def test_monthly_series_counts_bugs_by_the_utc_month_of_the_tests_end(
 def test_top_features_rank_bugs_and_rejections_as_the_simulator_counts_them(
     store: Settings, tiny_server: tuple[Simulator, str]
 ) -> None:
+    """A bug counts under the feature of its test it was reported on (as in analytics)."""
     sim = tiny_server[0]
     products = sorted(sim.world.products)
-    ids = {t.id for t in executed_tests(sim, set(products))}
-    bugs = [b for b in sim.world.bugs.values() if b.test_id in ids]
+    tests = {t.id: t for t in executed_tests(sim, set(products))}
+    bugs = [
+        b
+        for b in sim.world.bugs.values()
+        if b.test_id in tests and b.feature_id in {f.feature_id for f in tests[b.test_id].features}
+    ]
     per_feature = Counter(b.feature_id for b in bugs)
     rejected = Counter(b.feature_id for b in bugs if b.status == "rejected")
     top = top_features(ReportFilters.parse(products), limit=5)
     assert [f["bugs"] for f in top] == sorted(per_feature.values(), reverse=True)[:5]
     for feature in top:
-        assert feature["bugs"] == per_feature[feature["feature_id"]]
-        assert feature["rejected"] == rejected[feature["feature_id"]]
+        fid = feature["feature_id"]
+        assert feature["bugs"] == per_feature[fid]
+        assert feature["rejection_rate"] == round(rejected[fid] / per_feature[fid], 4)
+        assert feature["title"] != f"feature {fid}"  # the stored title, not the fallback
 
 
 def test_report_without_product_ids_covers_every_product_or_the_configured_ones(
