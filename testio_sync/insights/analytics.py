@@ -254,8 +254,11 @@ class _Sources:
         self.scope: Any = None  # the CTE of the tests in scope, set by compile_query
         self.ts: Any = None
         self.tf = TestFeature.alias("tf") if "tf" in joins else None
-        self.b = Bug.alias("b") if "b" in joins else None
         self.dv = BugDevice.alias("dv") if "dv" in joins else None
+        # A device row carries its bug's columns: with devices, bugs are read from it.
+        self.b = self.dv if self.dv is not None else Bug.alias("b") if "b" in joins else None
+        self.bug_id = None if self.b is None else self.dv.bug_id if self.dv else self.b.id
+        self.bug_test = None if self.b is None else self.dv.test_id if self.dv else self.b.test
         self.cu: Any = None
         self.wants_customers = "cu" in joins
         # Any join beyond tests repeats a test; devices, customers and features repeat a bug.
@@ -280,7 +283,7 @@ class _Sources:
         return self._count(self.ts.id, condition, distinct=self.tests_repeat)
 
     def count_bugs(self, condition: Any = None) -> Any:
-        return self._count(self.b.id, condition, distinct=self.bugs_repeat)
+        return self._count(self.bug_id, condition, distinct=self.bugs_repeat)
 
     def ratio(self, numerator: Any, denominator: Any) -> Any:
         return self.dialect.real(numerator) / fn.NULLIF(denominator, 0)
@@ -357,12 +360,11 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
     if src.cu is not None:
         inner = inner.join(src.cu, JOIN.INNER, on=src.cu.c.test_id == scope.c.id)
     if src.b is not None:
-        on = src.b.test == scope.c.id
+        on = src.bug_test == scope.c.id
         if feature_tied:
             on &= src.b.feature_id == src.tf.feature_id
-        inner = inner.join(src.b, JOIN.INNER if bug_grouped else JOIN.LEFT_OUTER, on=on)
-    if src.dv is not None:
-        inner = inner.join(src.dv, JOIN.INNER, on=src.dv.bug_id == src.b.id)
+        grouped = bug_grouped or src.dv is not None  # device rows are always joined inner
+        inner = inner.join(src.b, JOIN.INNER if grouped else JOIN.LEFT_OUTER, on=on)
     conditions = [
         _matches(DIMENSIONS[n].key(src), wanted)
         for n, wanted in query.filters

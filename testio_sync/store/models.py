@@ -140,13 +140,25 @@ class Bug(BaseModel):
 
 
 class BugDevice(BaseModel):
-    """One (device, browser) of a bug, derived from ``bugs.raw`` by triggers (read-only here)."""
+    """One (device, browser) of a bug, derived from ``bugs.raw`` by triggers (read-only here).
+
+    It repeats the bug's test and the bug columns analytics reads, so that a query by
+    device never reads ``bugs``.
+    """
 
     bug_id = IntegerField()
     position = IntegerField()  # the device's index in the bug's ``devices``
     category = TextField(null=True)
     operating_system = TextField(null=True)
     browser = TextField(null=True)
+    test_id = IntegerField(null=True)
+    feature_id = IntegerField(null=True)
+    severity = TextField(null=True)
+    status = TextField(null=True)
+    auto_accepted = BooleanField(null=True)
+    known = BooleanField(null=True)
+    author_name = TextField(null=True)
+    reject_reason = TextField(null=True)
 
     class Meta:
         table_name = "bug_devices"
