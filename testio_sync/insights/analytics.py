@@ -5,7 +5,8 @@ refuses a bad one with one line naming the valid choices, before any SQL is
 built. ``compile_query`` turns it into one peewee SELECT with bound parameters:
 the tests in scope (the quality report's own ``ReportFilters`` condition, so the
 two always agree), joined only to the tables the request needs, grouped by the
-dimensions; an outer SELECT adds labels, the total row count, order and limit.
+dimensions and materialized; the outer SELECT adds labels, the total row count (one
+count of the materialized groups), order and limit.
 ``run_query`` executes it and, with ``compare_previous``, runs it again over the
 previous period of equal length.
 """
@@ -349,7 +350,7 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
 
     keys = [key(d).alias(d) for d in query.dimensions]
     values = [METRICS[m].build(src).alias(m) for m in query.metrics]
-    inner = Select(from_list=[scope], columns=[*keys, *values]).with_cte(scope)
+    inner = Select(from_list=[scope], columns=[*keys, *values])
     # Bugs follow the feature they were reported on when features group or filter them.
     feature_tied = src.tf is not None and any(
         "tf" in DIMENSIONS[n].joins for n in [*query.dimensions, *dict(query.filters)]
@@ -374,7 +375,9 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
         inner = inner.where(*conditions)
     if keys:
         inner = inner.group_by(*[SQL(str(i + 1)) for i in range(len(keys))])
-    agg = inner.alias("agg")
+    # Materialized once: its rows are both counted and ordered. (A ``COUNT(*) OVER ()``
+    # window copied every group row once more before the sort: 20 ms for 42,000 groups.)
+    agg = inner.cte("agg", materialized=True)
     columns: list[Any] = []
     for name in query.dimensions:
         dim = DIMENSIONS[name]
@@ -383,11 +386,12 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
             label = dim.label_of(agg.c[name], dialect)
             columns.append(NodeList((label, SQL(f'AS "{dim.label}"'))))
     columns += [agg.c[m] for m in query.metrics]
-    columns.append(fn.COUNT(SQL("*")).over().alias("total_rows"))
+    columns.append(Select(from_list=[agg], columns=[fn.COUNT(SQL("*"))]).alias("total_rows"))
     sort = agg.c[query.sort_by]
     order = [sort.desc(nulls="LAST") if query.descending else sort.asc(nulls="LAST")]
     order += [agg.c[d].asc(nulls="LAST") for d in query.dimensions if d != query.sort_by]
-    return Select(from_list=[agg], columns=columns).order_by(*order).limit(query.limit)
+    outer = Select(from_list=[agg], columns=columns).with_cte(scope, agg)
+    return outer.order_by(*order).limit(query.limit)
 
 
 # -- running it ---------------------------------------------------------------------------

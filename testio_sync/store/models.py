@@ -100,6 +100,8 @@ class ExploratoryTest(BaseModel):
     bugs_final = BooleanField(default=False)
     # The test environment's title, copied out of ``raw`` by a trigger (for analytics).
     environment_title = TextField(null=True)
+    # The ISO week of ``end_at`` (``2026-W48``), written with the row: the analytics bucket.
+    end_week = TextField(null=True)
 
     class Meta:
         table_name = "tests"

@@ -1,4 +1,5 @@
-"""Schema version 6: device rows carry their bug's test and columns, on upgrade and on write."""
+"""Schema version 6: device rows carry their bug's test and columns, tests their end's ISO week,
+on upgrade and on write."""
 
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def test_an_upgrade_from_version_5_fills_the_new_columns(tmp_path: Path) -> None
         " VALUES (1, 'Shop', 0, '[]', '{}', '2025-01-01T00:00:00.000000Z')"
     )
     con.execute(
-        "INSERT INTO tests (id, product_id, status, raw, synced_at)"
-        " VALUES (7, 1, 'archived', '{}', '2025-01-01T00:00:00.000000Z')"
+        "INSERT INTO tests (id, product_id, status, end_at, raw, synced_at) VALUES"
+        " (7, 1, 'archived', '2021-01-03T23:30:00.000000Z', '{}', '2025-01-01T00:00:00.000000Z'),"
+        " (8, 1, 'running', NULL, '{}', '2025-01-01T00:00:00.000000Z')"
     )
     raw = json.dumps(RAW_BUG)
     con.execute(
@@ -73,6 +75,11 @@ def test_an_upgrade_from_version_5_fills_the_new_columns(tmp_path: Path) -> None
             rows = db.execute_sql(FACTS).fetchall()
             assert rows == _expected(9, 7, ("high", "rejected", "Ann"), raw)
             assert len(rows) == 3
+            # A Sunday: ISO puts 3 January 2021 in the last week of 2020.
+            assert db.execute_sql("SELECT id, end_week FROM tests ORDER BY id").fetchall() == [
+                (7, "2020-W53"),
+                (8, None),
+            ]
     finally:
         close_database(path)
 
@@ -94,3 +101,14 @@ def test_device_rows_follow_a_bug_whose_columns_change(db, now) -> None:
 
     save.save_bugs([100], {100: []}, now=now)
     assert db.execute_sql(FACTS).fetchall() == []
+
+
+def test_saved_tests_store_the_iso_week_of_their_end(db, now) -> None:
+    save.save_products([api.product(1)], now=now)
+    test = {**api.exploratory_test(100), "end_at": "2026-12-31T23:30:00-02:00"}  # Jan 1 UTC
+    save.save_tests(1, [test], now=now)
+    assert db.execute_sql("SELECT end_week FROM tests").fetchall() == [("2026-W53",)]
+
+    test["end_at"] = "2027-01-04T10:00:00Z"
+    save.save_tests(1, [test], now=now)
+    assert db.execute_sql("SELECT end_week FROM tests").fetchall() == [("2027-W01",)]
