@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from testio_sync.store import save
-from testio_sync.store.db import close_database, open_database
+from testio_sync.store.db import (
+    backup_database,
+    close_database,
+    open_database,
+    restore_entities,
+)
 from testio_sync.store.migrations import MIGRATIONS
 
 from . import payloads as api
@@ -111,4 +116,20 @@ def test_saved_tests_store_the_iso_week_of_their_end(db, now) -> None:
 
     test["end_at"] = "2027-01-04T10:00:00Z"
     save.save_tests(1, [test], now=now)
+    assert db.execute_sql("SELECT end_week FROM tests").fetchall() == [("2027-W01",)]
+
+
+def test_a_restore_refills_the_device_rows_and_weeks(db, db_path: Path, tmp_path: Path, now):
+    save.save_products([api.product(1)], now=now)
+    test = {**api.exploratory_test(100), "end_at": "2027-01-04T10:00:00Z"}
+    save.save_tests(1, [test], now=now)
+    save.save_bugs([100], {100: [{**api.bug(1, test_id=100), **RAW_BUG}]}, now=now)
+    before = db.execute_sql(FACTS).fetchall()
+    backup = backup_database(db_path, tmp_path / "backup.db")
+    save.wipe()
+    assert db.execute_sql(FACTS).fetchall() == []
+
+    restore_entities(backup, db_path)
+    assert db.execute_sql(FACTS).fetchall() == before
+    assert len(before) == 3
     assert db.execute_sql("SELECT end_week FROM tests").fetchall() == [("2027-W01",)]
