@@ -5,7 +5,8 @@ refuses a bad one with one line naming the valid choices, before any SQL is
 built. ``compile_query`` turns it into one peewee SELECT with bound parameters:
 the tests in scope (the quality report's own ``ReportFilters`` condition, so the
 two always agree), joined only to the tables the request needs, grouped by the
-dimensions; an outer SELECT adds labels, the total row count, order and limit.
+dimensions and materialized; the outer SELECT adds labels, the total row count (one
+count of the materialized groups), order and limit.
 ``run_query`` executes it and, with ``compare_previous``, runs it again over the
 previous period of equal length.
 """
@@ -254,8 +255,11 @@ class _Sources:
         self.scope: Any = None  # the CTE of the tests in scope, set by compile_query
         self.ts: Any = None
         self.tf = TestFeature.alias("tf") if "tf" in joins else None
-        self.b = Bug.alias("b") if "b" in joins else None
         self.dv = BugDevice.alias("dv") if "dv" in joins else None
+        # A device row carries its bug's columns: with devices, bugs are read from it.
+        self.b = self.dv if self.dv is not None else Bug.alias("b") if "b" in joins else None
+        self.bug_id = None if self.b is None else self.dv.bug_id if self.dv else self.b.id
+        self.bug_test = None if self.b is None else self.dv.test_id if self.dv else self.b.test
         self.cu: Any = None
         self.wants_customers = "cu" in joins
         # Any join beyond tests repeats a test; devices, customers and features repeat a bug.
@@ -280,7 +284,7 @@ class _Sources:
         return self._count(self.ts.id, condition, distinct=self.tests_repeat)
 
     def count_bugs(self, condition: Any = None) -> Any:
-        return self._count(self.b.id, condition, distinct=self.bugs_repeat)
+        return self._count(self.bug_id, condition, distinct=self.bugs_repeat)
 
     def ratio(self, numerator: Any, denominator: Any) -> Any:
         return self.dialect.real(numerator) / fn.NULLIF(denominator, 0)
@@ -346,7 +350,7 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
 
     keys = [key(d).alias(d) for d in query.dimensions]
     values = [METRICS[m].build(src).alias(m) for m in query.metrics]
-    inner = Select(from_list=[scope], columns=[*keys, *values]).with_cte(scope)
+    inner = Select(from_list=[scope], columns=[*keys, *values])
     # Bugs follow the feature they were reported on when features group or filter them.
     feature_tied = src.tf is not None and any(
         "tf" in DIMENSIONS[n].joins for n in [*query.dimensions, *dict(query.filters)]
@@ -357,12 +361,11 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
     if src.cu is not None:
         inner = inner.join(src.cu, JOIN.INNER, on=src.cu.c.test_id == scope.c.id)
     if src.b is not None:
-        on = src.b.test == scope.c.id
+        on = src.bug_test == scope.c.id
         if feature_tied:
             on &= src.b.feature_id == src.tf.feature_id
-        inner = inner.join(src.b, JOIN.INNER if bug_grouped else JOIN.LEFT_OUTER, on=on)
-    if src.dv is not None:
-        inner = inner.join(src.dv, JOIN.INNER, on=src.dv.bug_id == src.b.id)
+        grouped = bug_grouped or src.dv is not None  # device rows are always joined inner
+        inner = inner.join(src.b, JOIN.INNER if grouped else JOIN.LEFT_OUTER, on=on)
     conditions = [
         _matches(DIMENSIONS[n].key(src), wanted)
         for n, wanted in query.filters
@@ -372,7 +375,9 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
         inner = inner.where(*conditions)
     if keys:
         inner = inner.group_by(*[SQL(str(i + 1)) for i in range(len(keys))])
-    agg = inner.alias("agg")
+    # Materialized once: its rows are both counted and ordered. (A ``COUNT(*) OVER ()``
+    # window copied every group row once more before the sort: 20 ms for 42,000 groups.)
+    agg = inner.cte("agg", materialized=True)
     columns: list[Any] = []
     for name in query.dimensions:
         dim = DIMENSIONS[name]
@@ -381,11 +386,12 @@ def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
             label = dim.label_of(agg.c[name], dialect)
             columns.append(NodeList((label, SQL(f'AS "{dim.label}"'))))
     columns += [agg.c[m] for m in query.metrics]
-    columns.append(fn.COUNT(SQL("*")).over().alias("total_rows"))
+    columns.append(Select(from_list=[agg], columns=[fn.COUNT(SQL("*"))]).alias("total_rows"))
     sort = agg.c[query.sort_by]
     order = [sort.desc(nulls="LAST") if query.descending else sort.asc(nulls="LAST")]
     order += [agg.c[d].asc(nulls="LAST") for d in query.dimensions if d != query.sort_by]
-    return Select(from_list=[agg], columns=columns).order_by(*order).limit(query.limit)
+    outer = Select(from_list=[agg], columns=columns).with_cte(scope, agg)
+    return outer.order_by(*order).limit(query.limit)
 
 
 # -- running it ---------------------------------------------------------------------------

@@ -100,6 +100,8 @@ class ExploratoryTest(BaseModel):
     bugs_final = BooleanField(default=False)
     # The test environment's title, copied out of ``raw`` by a trigger (for analytics).
     environment_title = TextField(null=True)
+    # The ISO week of ``end_at`` (``2026-W48``), written with the row: the analytics bucket.
+    end_week = TextField(null=True)
 
     class Meta:
         table_name = "tests"
@@ -140,13 +142,25 @@ class Bug(BaseModel):
 
 
 class BugDevice(BaseModel):
-    """One (device, browser) of a bug, derived from ``bugs.raw`` by triggers (read-only here)."""
+    """One (device, browser) of a bug, derived from ``bugs.raw`` by triggers (read-only here).
+
+    It repeats the bug's test and the bug columns analytics reads, so that a query by
+    device never reads ``bugs``.
+    """
 
     bug_id = IntegerField()
     position = IntegerField()  # the device's index in the bug's ``devices``
     category = TextField(null=True)
     operating_system = TextField(null=True)
     browser = TextField(null=True)
+    test_id = IntegerField(null=True)
+    feature_id = IntegerField(null=True)
+    severity = TextField(null=True)
+    status = TextField(null=True)
+    auto_accepted = BooleanField(null=True)
+    known = BooleanField(null=True)
+    author_name = TextField(null=True)
+    reject_reason = TextField(null=True)
 
     class Meta:
         table_name = "bug_devices"

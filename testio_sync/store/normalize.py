@@ -9,7 +9,7 @@ and are testable without a database. Raw JSON is stored as one canonical text
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -65,6 +65,7 @@ TEST_FIELDS = [
     ExploratoryTest.submitted_by,
     ExploratoryTest.raw,
     ExploratoryTest.synced_at,
+    ExploratoryTest.end_week,
 ]
 TEST_FEATURE_FIELDS = [
     TestFeature.id,
@@ -203,13 +204,22 @@ def test_row(product_id: int, test: Raw, now: datetime) -> tuple[tuple[Any, ...]
         test.get("review_status"),
         test.get("testing_type"),
         utc_text(parse_api_time(test.get("start_at"))),
-        utc_text(parse_api_time(test.get("end_at"))),
+        utc_text(end_at := parse_api_time(test.get("end_at"))),
         test.get("created_by"),
         test.get("submitted_by"),
         text,
         utc_text(now),
+        iso_week(end_at),
     )
     return row, text
+
+
+def iso_week(moment: datetime | None) -> str | None:
+    """The ISO week of a UTC time, ``2026-W48`` (the analytics ``week`` bucket, stored)."""
+    if moment is None:
+        return None
+    year, week, _ = moment.astimezone(UTC).isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def test_feature_rows(test: Raw) -> list[tuple[Any, ...]]:
