@@ -11,7 +11,7 @@ The public API, on one screen::
 The layers, top to bottom; imports only point down (``tests/test_layout.py`` holds it)::
 
     cli/  mcp_server/          entry points: parse, call one function, render
-    service.py  insights/      enqueue and wait on syncs | the read side (report, ...)
+    service.py  insights/      enqueue and wait on syncs | the read side (report, analytics, search)
     tasks/                     the huey queue, the worker's jobs, the periodic sync
     sync/                      the engine: phases, page walks, the run lock, run records
     repositories/              read-through reads and their per-entity locks
