@@ -6,7 +6,7 @@ requests with a fixed concurrency, then checks that 10 concurrent requests with
 200 ms of simulated latency take about 200 ms in total, not 2 s. Prints the
 figures and exits 0 when both meet their floor, 1 otherwise.
 
-    /work/venv/bin/python scripts/bench_simulator.py [--requests 3000] [--concurrency 10]
+    python scripts/bench_simulator.py [--requests 3000] [--concurrency 10]
 """
 
 from __future__ import annotations

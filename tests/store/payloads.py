@@ -1,6 +1,6 @@
 """Small, realistic API payloads (envelopes already unwrapped) for store tests.
 
-Shapes follow /work/shared/testio-api.md: sectioned and plain products, tests that
+Shapes follow the API contract (shared/testio-api.md): sectioned and plain products, tests that
 still carry test-environment credentials, bugs of every status, and timestamps
 with mixed offsets so that text order and time order disagree.
 """
