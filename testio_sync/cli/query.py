@@ -21,13 +21,12 @@ from testio_sync.cli.support import (
     EXIT_USAGE,
     ProductIdsOption,
     fail,
+    ids_option,
     open_service,
     reported_errors,
     settings_or_exit,
 )
-from testio_sync.errors import ConfigError
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS, registry
-from testio_sync.settings import parse_product_ids
 
 BAR_WIDTH = 40
 _NONE = "-"
@@ -191,10 +190,7 @@ def query(
     with reported_errors():
         ids = list(settings.product_ids or ()) or None  # TESTIO_PRODUCT_IDS, as `report`
         if product_ids:
-            try:
-                ids = list(parse_product_ids(",".join(product_ids), source="--product-ids"))
-            except ConfigError as exc:
-                fail(str(exc), EXIT_USAGE)
+            ids = ids_option(product_ids)
         request = MetricsQuery.parse(
             metric or [],
             by or [],

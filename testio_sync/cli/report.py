@@ -17,22 +17,12 @@ from testio_sync.cli.support import (
     EXIT_USAGE,
     ProductIdsOption,
     fail,
+    ids_option,
     open_service,
     reported_errors,
     settings_or_exit,
 )
-from testio_sync.settings import Settings, parse_product_ids
-
-
-def _ids(values: list[str] | None, name: str) -> list[int] | None:
-    if not values:
-        return None
-    from testio_sync.errors import ConfigError
-
-    try:
-        return list(parse_product_ids(",".join(values), source=name))
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+from testio_sync.settings import Settings
 
 
 def _products(given: list[int] | None, settings: Settings) -> list[int]:
@@ -133,12 +123,12 @@ def report(
     with reported_errors():
         open_service(settings)
         filters = ReportFilters.parse(
-            product_ids=_products(_ids(product_ids, "--product-ids"), settings),
+            product_ids=_products(ids_option(product_ids), settings),
             start_date=since or start_date,
             end_date=end_date,
             statuses=statuses,
             testing_type=testing_type,
-            test_ids=_ids(test_ids, "--test-ids"),
+            test_ids=ids_option(test_ids, "--test-ids"),
         )
         data = asyncio.run(quality_report(filters, settings))
         text = _render(fmt, data, filters)

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from testio_sync.cli import render
-from testio_sync.cli.support import open_service, reported_errors, settings_or_exit
-from testio_sync.cli.views import ids_option
+from testio_sync.cli.support import ids_option, open_service, reported_errors, settings_or_exit
 from testio_sync.insights import search as full_text
 
 BOLD, RESET = "\x1b[1;33m", "\x1b[0m"

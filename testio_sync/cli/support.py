@@ -23,7 +23,7 @@ from testio_sync.errors import (
     UnknownProductsError,
     UsageError,
 )
-from testio_sync.settings import Settings
+from testio_sync.settings import Settings, parse_product_ids
 from testio_sync.store.db import DATABASE_ERRORS, explain
 from testio_sync.sync.types import SyncResult, SyncStatus
 
@@ -58,6 +58,16 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``Error: ...`` on stderr and exit with ``code``."""
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def ids_option(values: list[str] | None, flag: str = "--product-ids") -> list[int] | None:
+    """``--product-ids 1,2 --product-ids 3`` as ids (None when not given); a bad one exits 2."""
+    if not values:
+        return None
+    try:
+        return list(parse_product_ids(",".join(values), source=flag))
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def settings_or_exit(*, create_home: bool = True) -> Settings:

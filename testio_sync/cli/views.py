@@ -15,26 +15,15 @@ from testio_sync.cli import render
 from testio_sync.cli.support import (
     EXIT_USAGE,
     fail,
+    ids_option,
     open_service,
     reported_errors,
     settings_or_exit,
 )
-from testio_sync.errors import ConfigError
 from testio_sync.insights import views
-from testio_sync.settings import parse_product_ids
 
 SHOWN = ("bug", "feature", "user", "product")
 LISTED = ("features", "users")
-
-
-def ids_option(values: list[str] | None) -> list[int] | None:
-    """``--product-ids 1,2 --product-ids 3`` as ids; a bad one is a usage error."""
-    if not values:
-        return None
-    try:
-        return list(parse_product_ids(",".join(values), source="--product-ids"))
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
 
 
 def _scalar(value: Any) -> str:

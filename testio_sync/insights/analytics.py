@@ -34,7 +34,7 @@ from testio_sync.store.queries import store_call
 MAX_DIMENSIONS = 3
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-_ALL_ROWS = 2**31 - 1
+ALL_ROWS = 2**31 - 1  # a limit that keeps every row
 _SCOPE_KEYS = ("product", "test_status")  # filters that become the report's scope
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -240,7 +240,7 @@ class MetricsQuery:
             self.scope, start_date=start - timedelta(days=length), end_date=start - timedelta(1)
         )
         # Every previous row: the current rows' keys may sort anywhere in that period.
-        return dataclasses.replace(self, scope=scope, limit=_ALL_ROWS, compare_previous=False)
+        return dataclasses.replace(self, scope=scope, limit=ALL_ROWS, compare_previous=False)
 
 
 # -- the compiler ------------------------------------------------------------------------

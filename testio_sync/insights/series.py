@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from testio_sync.insights.analytics import MetricsQuery, run_query
+from testio_sync.insights.analytics import ALL_ROWS, MetricsQuery, run_query
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import RATES
 
-EVERY_ROW = 2**31 - 1
 NO_TITLE = "feature {}"
 
 
@@ -37,7 +36,7 @@ def _rows(
         scope=scope,
         sort_by=dimensions[0] if top is None else metrics[0],
         descending=top is not None,
-        limit=EVERY_ROW if top is None else top,
+        limit=ALL_ROWS if top is None else top,
     )
     return run_query(query)["rows"]
 
