@@ -36,7 +36,7 @@ from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries
-from testio_sync.store.db import open_database, open_store
+from testio_sync.store.db import open_store
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncTrigger
