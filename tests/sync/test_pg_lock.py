@@ -6,6 +6,7 @@ processes (``pg_lock_holder.py``), killed or stopped to play a crash or a hang.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,13 +19,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mcp import Client
 from store_servers import postgres_store
 from testsupport import make_settings
 
 from testio_sync.dates import utc_now
 from testio_sync.errors import SyncLockedError
+from testio_sync.mcp_server import build_server
 from testio_sync.settings import Secret, Settings
 from testio_sync.store.db import open_store
 from testio_sync.store.models import SyncEvent, database
@@ -189,6 +193,19 @@ def test_status_json_shows_the_holder_pid_and_host(pg_settings: Settings, store_
             timeout=60,
         ).stdout
         assert f"held by PID {proc.pid} on {socket.gethostname()}" in text
+        shown = asyncio.run(mcp_status(pg_settings))["lock_holder"]
+        assert (shown["pid"], shown["host"], shown["run_id"]) == (
+            proc.pid,
+            socket.gethostname(),
+            "run-shown",
+        )
+
+
+async def mcp_status(settings: Settings) -> dict[str, Any]:
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("get_sync_status", {})
+    assert not result.is_error, result.content
+    return dict(result.structured_content or {})
 
 
 def running_row(run_id: str, *, host: str, started_ago_s: float, pid: int = 1) -> None:
