@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,7 +165,8 @@ def test_cli_attaches_to_a_worker_run_already_in_progress(
         wait_until(lambda: first.poll().status == SyncStatus.RUNNING)
         status = CliRunner(env=settings.to_env()).invoke(cli.app, ["status"])
         assert f"  {first.run_id}  running " in status.stdout
-        assert f"Sync lock: held by PID {os.getpid()} for run test-holder" in status.stdout
+        held = f"Sync lock: held by PID {os.getpid()} on {socket.gethostname()} for run test-holder"
+        assert held in status.stdout
         proc = start_cli(settings, "sync")
         line = read_until(proc, "Attached to sync run")
     finally:

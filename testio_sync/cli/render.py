@@ -358,7 +358,9 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
     holder = status.get("lock_holder")
     if holder:
         lines.append(
-            f"Sync lock: held by PID {holder.get('pid', '?')} for run {holder.get('run_id', '?')}"
+            f"Sync lock: held by PID {holder.get('pid', '?')}"
+            + (f" on {holder['host']}" if holder.get("host") else "")
+            + f" for run {holder.get('run_id', '?')}"
             f" since {format_time(holder.get('started_at')) if holder.get('started_at') else '?'}"
         )
     else:

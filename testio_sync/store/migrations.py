@@ -232,5 +232,17 @@ _V6: list[Step] = [
     ' "bugs_final", "bugs_synced_at")',
 ]
 
-MIGRATIONS: tuple[Sequence[Step], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: several workers share a PostgreSQL store. A run names the host of its
+# owner (a PID means nothing on another machine), and ``sync_lock`` holds the record
+# of whoever holds the mirror's advisory sync lock. SQLite keeps its file lock and
+# leaves the table empty; both engines have the same schema at every version.
+_V7: list[Step] = [
+    'ALTER TABLE "sync_events" ADD COLUMN "owner_host" TEXT',
+    'CREATE TABLE "sync_lock" ("name" TEXT NOT NULL PRIMARY KEY, "run_id" TEXT NOT NULL,'
+    ' "token" TEXT NOT NULL, "host" TEXT NOT NULL, "pid" INTEGER NOT NULL,'
+    ' "create_time" REAL, "backend_pid" INTEGER, "acquired_at" TEXT NOT NULL,'
+    ' "heartbeat_at" TEXT NOT NULL, "took_over" TEXT)',
+]
+
+MIGRATIONS: tuple[Sequence[Step], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -129,5 +129,16 @@ _V6: list[Step] = [
     ' "bugs_final", "bugs_synced_at")',
 ]
 
-MIGRATIONS: tuple[Sequence[Step], ...] = (*_V1_TO_V3, _V4, _V5, _V6)
+# Version 7: the owner's host on each run, and the holder of the advisory sync lock
+# (times by the server's clock, so hosts whose clocks differ judge heartbeats alike).
+_V7: list[Step] = [
+    'ALTER TABLE "sync_events" ADD COLUMN "owner_host" TEXT',
+    'CREATE TABLE "sync_lock" ("name" TEXT NOT NULL PRIMARY KEY, "run_id" TEXT NOT NULL,'
+    ' "token" TEXT NOT NULL, "host" TEXT NOT NULL, "pid" BIGINT NOT NULL,'
+    ' "create_time" DOUBLE PRECISION, "backend_pid" BIGINT,'
+    ' "acquired_at" TIMESTAMPTZ NOT NULL, "heartbeat_at" TIMESTAMPTZ NOT NULL,'
+    ' "took_over" TEXT)',
+]
+
+MIGRATIONS: tuple[Sequence[Step], ...] = (*_V1_TO_V3, _V4, _V5, _V6, _V7)
 assert len(MIGRATIONS) == migrations.SCHEMA_VERSION, "one PostgreSQL step list per version"

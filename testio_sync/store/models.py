@@ -238,6 +238,7 @@ class SyncEvent(BaseModel):
     duration_seconds = FloatField(null=True)
     owner_pid = IntegerField(null=True)
     owner_started_at = FloatField(null=True)  # psutil create_time, rules out PID reuse
+    owner_host = TextField(null=True)  # a PID is only checked on its own host
     in_process = FlagField(default=False)
     progress = JsonTextField(null=True)
     result = JsonTextField(null=True)

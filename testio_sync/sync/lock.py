@@ -79,6 +79,7 @@ class SyncLock:
         if timeout_s < 0 or poll_s <= 0 or not 0 < heartbeat_s < stale_after_s:
             raise ValueError("need timeout_s >= 0, poll_s > 0 and 0 < heartbeat_s < stale_after_s")
         self.path = Path(path)
+        self.where = str(path)  # how messages name the lock
         self.run_id = run_id
         self.timeout_s = timeout_s
         self.stale_after_s = stale_after_s
@@ -237,7 +238,7 @@ class SyncLock:
     def _timeout_error(self, holder: dict[str, Any] | None) -> SyncLockedError:
         if holder is None:
             return SyncLockedError(
-                f"Timed out after {self.timeout_s:g} s waiting for the sync lock at {self.path}; "
+                f"Timed out after {self.timeout_s:g} s waiting for the sync lock at {self.where}; "
                 "another process kept it busy. Try again in a moment."
             )
         return SyncLockedError(
@@ -247,13 +248,14 @@ class SyncLock:
             holder=holder,
         )
 
-    def _mark_lost(self, new_holder: dict[str, Any] | None) -> None:
+    def _mark_lost(self, new_holder: dict[str, Any] | None, reason: str | None = None) -> None:
         if self._lost.is_set():
             return
         self._lost_to = new_holder
         self._lost.set()
-        message = f"Lost the sync lock at {self.path} for run {self.run_id}: " + (
-            f"reclaimed by {who(new_holder)}" if new_holder else "its record was removed"
+        message = f"Lost the sync lock at {self.where} for run {self.run_id}: " + (
+            reason
+            or (f"reclaimed by {who(new_holder)}" if new_holder else "its record was removed")
         )
         self.warnings.append(message)
         logger.warning(message)

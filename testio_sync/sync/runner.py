@@ -31,6 +31,7 @@ from testio_sync.sync import runs
 from testio_sync.sync.account import check_run_account, remember_account
 from testio_sync.sync.engine import run_sync
 from testio_sync.sync.lock import SyncLock
+from testio_sync.sync.pg_lock import sync_lock
 from testio_sync.sync.types import SyncProgress, SyncRequest, SyncResult, SyncStatus
 
 logger = logging.getLogger("testio_sync.sync")
@@ -128,7 +129,7 @@ async def _claim_and_run(
         return None
     # From here on the row says "running": whatever breaks, it must end finished.
     clock = {"started": time.monotonic()}
-    lock = SyncLock(settings.lock_path, run_id=run_id, timeout_s=settings.lock_timeout_s)
+    lock = sync_lock(settings, run_id=run_id)
     result: SyncResult | None = None
     try:
         result = await _lock_and_run(run_id, request, settings, lock, should_stop, clock)

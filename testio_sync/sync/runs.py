@@ -7,6 +7,7 @@ number of callers can attach to one run and all read the same result.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from testio_sync.store import backend, failures
 from testio_sync.store.db import explain
 from testio_sync.store.models import SyncEvent, SyncMetadata, database
 from testio_sync.store.queries import store_call
+from testio_sync.sync.pg_lock import describe_pg_holder
 from testio_sync.sync.types import SyncRequest, SyncResult, SyncStatus
 
 LAST_SYNC_COMPLETED = "last_sync_completed"
@@ -73,6 +75,7 @@ def create_or_attach(
                 in_process=enqueue is None,
                 owner_pid=owner_pid,
                 owner_started_at=_create_time(owner_pid) if owner_pid else None,
+                owner_host=socket.gethostname() if owner_pid else None,
             )
             if enqueue is not None:
                 enqueue(run_id)
@@ -102,6 +105,7 @@ def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:
                 started_at=now,
                 owner_pid=pid,
                 owner_started_at=_create_time(pid),
+                owner_host=socket.gethostname(),
                 finished_at=None,
                 duration_seconds=None,
                 result=None,
@@ -285,31 +289,81 @@ def owner_alive(pid: int | None, started_at: float | None) -> bool:
         return False
 
 
+def _local(row: SyncEvent) -> bool:
+    """The run's owner is on this host (rows from before version 7 name no host)."""
+    return row.owner_host in (None, socket.gethostname())
+
+
+def _dead_on_shared_store(
+    row: SyncEvent, holder: dict[str, Any] | None, *, now: datetime, wait_grace_s: float
+) -> str | None:
+    """Why an owned run on a PostgreSQL store is dead, or None while its owner lives.
+
+    The lock's holder row judges the run that holds it: its session ended (dead) or it
+    stopped heartbeating past the bound (hung). Another run is judged by its own host's
+    PID check when local; a remote one not holding the lock can only be waiting for it
+    (or recording its end), which never takes ``wait_grace_s`` since it started.
+    """
+    if holder is not None and holder.get("run_id") == row.run_id:
+        stale = holder.get("stale")
+        if stale is None:
+            return None
+        if stale.startswith("holder is hung"):
+            return f"The process running this sync stopped answering: {stale}."
+        return "The process running this sync died before it finished."
+    if _local(row):
+        dead = not owner_alive(row.owner_pid, row.owner_started_at) or (
+            row.status == SyncStatus.RUNNING.value and _thread_gone_here(row)
+        )
+        return "The process running this sync died before it finished." if dead else None
+    since = row.started_at or row.enqueued_at
+    if since < now - timedelta(seconds=wait_grace_s):
+        return (
+            f"The process running this sync on {row.owner_host} neither holds the sync lock "
+            f"nor recorded an end for {wait_grace_s:g} s."
+        )
+    return None
+
+
 @store_call("mark dead sync runs as abandoned")
 def mark_abandoned(
-    *, now: datetime, is_pending: Callable[[str], bool] | None = None, grace_s: float = 10.0
+    *,
+    now: datetime,
+    is_pending: Callable[[str], bool] | None = None,
+    grace_s: float = 10.0,
+    wait_grace_s: float = 300.0,
 ) -> list[str]:
     """Mark runs whose process died as ``abandoned``; returns their run ids.
 
     A running row is abandoned when its owner process is gone. A queued row is
     abandoned when it was meant to run in a process that is gone, or when the
     queue no longer holds its job (``is_pending``) for longer than ``grace_s``.
+    On a PostgreSQL store a run of another host is judged by the sync lock's
+    holder row, not by a PID (see ``_dead_on_shared_store``); ``wait_grace_s``
+    outlasts any wait for the lock (``lock_timeout_s`` is 30 s by default).
     """
     abandoned: list[str] = []
+    shared = backend.is_postgres()
+    holder: list[dict[str, Any] | None] = []  # read once, when a run needs it
     with database.connection_context():
         # Rows first, then (lazily) the queue: an enqueue commits to the queue before
         # its row commits, so a run read here is never missing from the pending set.
         for row in list(SyncEvent.select().where(SyncEvent.status.in_(ACTIVE))):
-            why = "The process running this sync died before it finished."
-            if row.status == SyncStatus.RUNNING.value or row.in_process:
+            why: str | None = "The process running this sync died before it finished."
+            if (row.status == SyncStatus.RUNNING.value or row.in_process) and shared:
+                if not holder:
+                    holder.append(describe_pg_holder())
+                why = _dead_on_shared_store(row, holder[0], now=now, wait_grace_s=wait_grace_s)
+            elif row.status == SyncStatus.RUNNING.value or row.in_process:
                 dead = not owner_alive(row.owner_pid, row.owner_started_at) or (
                     row.status == SyncStatus.RUNNING.value and _thread_gone_here(row)
                 )
+                why = why if dead else None
             else:
                 old = row.enqueued_at < now - timedelta(seconds=grace_s)
                 dead = old and is_pending is not None and not is_pending(row.run_id)
-                why = LOST_IN_QUEUE
-            if not dead:
+                why = LOST_IN_QUEUE if dead else None
+            if why is None:
                 continue
             started = row.started_at or row.enqueued_at
             result = SyncResult(

@@ -118,11 +118,15 @@ def queue_name(settings: Settings) -> str:
 
     A job names a run of one store; a worker of another mirror would find no such
     run and drop the job. So workers of different data directories (or machines)
-    that share a server each read a queue of their own.
+    that share a server each read a queue of their own; workers of one PostgreSQL
+    store share its queue from any host (named by the URL without its password).
     """
     if settings.queue_url is None:
         return QUEUE_NAME
-    mirror = f"{socket.gethostname()}:{settings.db_path.expanduser().resolve()}"
+    if settings.database_url is not None:  # the mirror is the database, whichever host asks
+        mirror = f"postgresql:{redact_url(settings.database_url.reveal())}"
+    else:
+        mirror = f"{socket.gethostname()}:{settings.db_path.expanduser().resolve()}"
     return f"{QUEUE_NAME}-{hashlib.sha256(mirror.encode()).hexdigest()[:12]}"
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
+from testio_sync.store.postgres import conninfo
 from testio_sync.tasks.consumer import spawn_worker
 from testio_sync.tasks.liveness import worker_alive
 
@@ -134,6 +135,54 @@ def store_problems(path: Path) -> list[str]:
         return problems
     finally:
         conn.close()
+
+
+# -- the same audits on either store, named by the settings ------------------------------
+
+
+def _pg_query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    assert settings.database_url is not None
+    with psycopg.connect(conninfo(settings.database_url.reveal()), autocommit=True) as conn:
+        try:
+            return list(conn.execute(sql).fetchall())
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def store_count(settings: Settings, table: str) -> int:
+    """Rows in ``table`` of the settings' store, SQLite file or PostgreSQL schema."""
+    if settings.database_url is None:
+        return table_count(settings.db_path, table)
+    rows = _pg_query(settings, f'SELECT COUNT(*) FROM "{table}"')
+    return int(rows[0][0]) if rows else 0
+
+
+def store_ids(settings: Settings) -> dict[str, set[Any]]:
+    """``ids_in`` of the settings' store."""
+    if settings.database_url is None:
+        return ids_in(settings.db_path)
+    found: dict[str, set[Any]] = {
+        table: {row[0] for row in _pg_query(settings, f'SELECT id FROM "{table}"')}
+        for table in ENTITY_TABLES
+    }
+    found["users"] = set(_pg_query(settings, 'SELECT kind, name FROM "users"'))
+    return found
+
+
+def problems_in(settings: Settings) -> list[str]:
+    """``store_problems`` of the settings' store (PostgreSQL enforces keys itself)."""
+    if settings.database_url is None:
+        return store_problems(settings.db_path)
+    problems = []
+    for table in (*ENTITY_TABLES, "test_features"):
+        dupes = _pg_query(
+            settings, f'SELECT id, COUNT(*) FROM "{table}" GROUP BY id HAVING COUNT(*) > 1'
+        )
+        if dupes:
+            problems.append(f"duplicate ids in {table}: {dupes[:5]}")
+    return problems
 
 
 # -- what a correct store holds ---------------------------------------------------------

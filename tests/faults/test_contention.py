@@ -32,7 +32,7 @@ from testio_sync.sync.types import SyncOptions
 
 from .support import LOCKED, wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.usefixtures("store_backend")]
 
 ROUNDS = 20
 NO_WORKER_ROUNDS = {4, 9, 14, 19}  # the CLI and the MCP server then each sync in-process

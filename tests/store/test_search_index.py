@@ -139,6 +139,7 @@ DROP TRIGGER bugs_devices_delete; DROP TRIGGER tests_environment_insert;
 DROP TRIGGER tests_environment_update; DROP TABLE bug_devices;
 DROP INDEX tests_analytics; DROP INDEX bugs_analytics; DROP INDEX test_features_analytics;
 ALTER TABLE tests DROP COLUMN environment_title; ALTER TABLE tests DROP COLUMN end_week;
+DROP TABLE sync_lock; ALTER TABLE sync_events DROP COLUMN owner_host;
 """
 
 
@@ -148,7 +149,7 @@ def test_the_migration_indexes_a_store_written_before_the_index_existed(
     close_database(db_path)
     old = sqlite3.connect(db_path)
     old.executescript("DROP TABLE search_fts; DROP TABLE search_docs; PRAGMA user_version = 3;")
-    old.executescript(ANALYTICS_SCHEMA_UNDONE)  # versions 5 and 6 come after 4: back to 3 as well
+    old.executescript(ANALYTICS_SCHEMA_UNDONE)  # versions 5 to 7 come after 4: back to 3 as well
     old.close()
     open_database(db_path)
     with database.connection_context():
