@@ -115,9 +115,7 @@ def test_the_postgresql_copy_is_a_working_mirror(
     """Status names it without a password; a sync of the same account goes on there (the
     account's fingerprint came along), and new runs and users get fresh ids."""
     assert invoke(mirror, "db", "copy", "--to", pg_url, "--quiet").exit_code == 0
-    pg = make_settings(
-        mirror.home, mirror.api_base_url, database_url=Secret(with_password(pg_url))
-    )
+    pg = make_settings(mirror.home, mirror.api_base_url, database_url=Secret(with_password(pg_url)))
     status = invoke(pg, "status", "--json")
     assert status.exit_code == 0, status.output
     data = json.loads(status.stdout)
