@@ -563,6 +563,7 @@ COMMANDS_IN_ORDER = [
     "list",
     "restore",
     "backups",
+    "db",
     "worker",
     "serve",
     "demo",

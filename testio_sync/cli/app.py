@@ -84,6 +84,15 @@ class PlainGroup(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return plain_help(super().get_params(ctx))
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Registration order, with the ``db`` group among the recovery commands (typer
+        would list groups after every command)."""
+        names = super().list_commands(ctx)
+        if "db" in names and "backups" in names:
+            names.remove("db")
+            names.insert(names.index("backups") + 1, "db")
+        return names
+
 
 class PlainCommand(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:

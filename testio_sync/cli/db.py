@@ -17,7 +17,11 @@ from testio_sync.cli.support import reported_errors, require_mirror, settings_or
 from testio_sync.store.copy import CopyReport, copy_store, parse_store, store_of
 from testio_sync.store.db import open_store
 
-DB_HELP = "Work on the mirror's store itself: copy it to another store."
+DB_HELP = """Work on the mirror's store itself: copy it to another store.
+
+Example:
+    $ testio-sync db copy --to postgresql://testio@db.example.com/testio
+"""
 PROGRESS_EVERY_S = 1.0
 
 
