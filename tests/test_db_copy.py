@@ -53,6 +53,30 @@ def file_rows(path: Path, table: str) -> list[tuple]:
         conn.close()
 
 
+def sql_rows(path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def pg_indexes(url: str) -> set[str]:
+    """The PostgreSQL mirror's indexes other than primary keys; its device trigger is on."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        [(enabled,)] = conn.execute(
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'bugs_devices'"
+        ).fetchall()
+        assert enabled == "O"
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND indexname NOT LIKE '%%_pkey'"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
 def copied(result: Result) -> dict[str, dict]:
     assert result.exit_code == 0, result.output
     return {row["table"]: row for row in json.loads(result.stdout)["tables"]}
@@ -93,9 +117,13 @@ def test_a_mirror_goes_to_postgresql_and_back_whole(
     }
     for table in COPIED_TABLES:  # the same rows, value for value, after two engines
         assert file_rows(back.db_path, table) == file_rows(mirror.db_path, table), table
-    conn = sqlite3.connect(back.db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    conn.close()
+    devices = "SELECT * FROM bug_devices ORDER BY bug_id, position, browser"
+    assert sql_rows(back.db_path, devices) == sql_rows(mirror.db_path, devices)
+    schema = "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
+    assert sql_rows(back.db_path, schema) == sql_rows(mirror.db_path, schema)
+    assert sql_rows(back.db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    indexes = {name for _, name, sql in sql_rows(mirror.db_path, schema) if sql and _ == "index"}
+    assert pg_indexes(pg_url) == indexes | {"search_docs_words"}  # all rebuilt after the load
     assert oct(back.db_path.stat().st_mode & 0o777) == "0o600"
 
     # The copy is a mirror: search and analytics answer as on the original.

@@ -19,6 +19,7 @@ target's row counts must equal the snapshot's, table by table.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +34,9 @@ from testio_sync.dates import to_stored, utc_now
 from testio_sync.errors import ConfigError, StoreError
 from testio_sync.settings import DATABASE_SCHEMES, Settings, redact_url, touch_private
 from testio_sync.store import backend, search_index
+from testio_sync.store import migrations as sqlite_schema
 from testio_sync.store.db import ENTITY_TABLES, PRAGMAS, backup_database, ensure_schema
+from testio_sync.store.migrations_pg import DEVICE_TRIGGER, fill_devices
 from testio_sync.store.models import ALL_MODELS
 
 # Every table whose rows are the mirror, parents before children (foreign keys).
@@ -240,6 +243,7 @@ class _SqliteTarget:
             schema.close()
         self.conn = sqlite3.connect(path, timeout=15, isolation_level=None)
         self.conn.execute("PRAGMA foreign_keys = OFF")  # parents come first anyway
+        self._schema: list[tuple[str, str, str]] = []
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -258,13 +262,29 @@ class _SqliteTarget:
         search_index.forget_all(self.conn)
         for table in reversed(tables):  # children first; triggers drop the device rows
             self.conn.execute(f'DELETE FROM "{table}"')
+        # A bulk load: the bugs' device rows are derived in one statement at the end,
+        # and each secondary index is built once, by sorting, from its own definition.
+        loaded = json.dumps([*tables, *DERIVED_TABLES])
+        self._schema = self.conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND"
+            " ((type = 'index' AND tbl_name IN (SELECT value FROM json_each(?)))"
+            "  OR (type = 'trigger' AND name = ?))",
+            [loaded, sqlite_schema.DEVICE_TRIGGER],
+        ).fetchall()
+        for kind, name, _ in self._schema:
+            self.conn.execute(f'DROP {kind.upper()} "{name}"')
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" for _ in columns)
         self.conn.executemany(f'INSERT INTO "{table}" ({_quoted(columns)}) VALUES ({marks})', rows)
 
     def finish(self, tables: Sequence[str]) -> None:
+        if any(kind == "trigger" for kind, _, _ in self._schema):
+            self.conn.execute(sqlite_schema.FILL_DEVICES)
         search_index.rebuild(self.conn)
+        for _, _, definition in self._schema:
+            self.conn.execute(definition)
+        self._schema = []
 
     def close(self) -> None:
         self.conn.close()
@@ -278,6 +298,8 @@ class _PostgresTarget:
 
         self.db: PostgresqlDatabase = connect_postgres(url, variable=option)
         self.db.connect(reuse_if_open=True)
+        self._bulk_devices = False
+        self._indexes: list[tuple[str, str]] = []
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -289,18 +311,39 @@ class _PostgresTarget:
 
     def clear(self, tables: Sequence[str]) -> None:
         # TRUNCATE fires no row triggers: the derived tables go in the same statement.
-        names = _quoted([*tables, *DERIVED_TABLES])
-        self.db.execute_sql(f"TRUNCATE {names}")
+        loaded = [*tables, *DERIVED_TABLES]
+        self.db.execute_sql(f"TRUNCATE {_quoted(loaded)}")
+        # A bulk load builds each secondary index once at the end, by sorting, instead
+        # of growing it row by row; the definitions come from the catalog, as they are.
+        self._indexes = self.db.execute_sql(
+            "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+            " JOIN pg_namespace n ON n.oid = t.relnamespace"
+            " WHERE n.nspname = current_schema() AND t.relname = ANY(%s)"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+            [loaded],
+        ).fetchall()
+        for name, _ in self._indexes:
+            self.db.execute_sql(f'DROP INDEX "{name}"')
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if table == "bugs" and not self._bulk_devices:
+            # The device rows are derived in one pass at the end (``finish``): the row
+            # trigger would take four fifths of the copy. DDL is transactional here.
+            self.db.execute_sql(f'ALTER TABLE "bugs" DISABLE TRIGGER "{DEVICE_TRIGGER}"')
+            self._bulk_devices = True
         with (
             self.db.connection().cursor() as cur,
             cur.copy(f'COPY "{table}" ({_quoted(columns)}) FROM STDIN') as copy,
         ):
-            for row in rows:  # row triggers run as for inserts: bug_devices fills itself
+            for row in rows:
                 copy.write_row(row)
 
     def finish(self, tables: Sequence[str]) -> None:
+        if self._bulk_devices:
+            self.db.execute_sql(fill_devices())
+            self.db.execute_sql(f'ALTER TABLE "bugs" ENABLE TRIGGER "{DEVICE_TRIGGER}"')
+            self._bulk_devices = False
         for table in _OWN_IDS:
             if table in tables:  # the next id assigned here must follow the copied ones
                 self.db.execute_sql(
@@ -308,6 +351,10 @@ class _PostgresTarget:
                     f' COALESCE((SELECT MAX("id") FROM "{table}"), 0) + 1, false)'
                 )
         search_index.rebuild(self.db)
+        self.db.execute_sql("SET LOCAL maintenance_work_mem = '256MB'")
+        for _, definition in self._indexes:
+            self.db.execute_sql(definition)
+        self._indexes = []
 
     def close(self) -> None:
         self.db.close()
