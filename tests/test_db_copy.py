@@ -126,6 +126,10 @@ def test_a_mirror_goes_to_postgresql_and_back_whole(
     assert pg_indexes(pg_url) == indexes | {"search_docs_words"}  # all rebuilt after the load
     assert oct(back.db_path.stat().st_mode & 0o777) == "0o600"
 
+    for copy in (pg, back):  # the search index of each copy matches its rows
+        checked = invoke(copy, "status", "--check")
+        assert checked.exit_code == 0, checked.output
+
     # The copy is a mirror: search and analytics answer as on the original.
     for args in (
         ("search", "login", "--json"),

@@ -281,7 +281,8 @@ class _SqliteTarget:
     def finish(self, tables: Sequence[str]) -> None:
         if any(kind == "trigger" for kind, _, _ in self._schema):
             self.conn.execute(sqlite_schema.FILL_DEVICES)
-        search_index.rebuild(self.conn)
+        # The documents came with the rows; the words are indexed from them in one pass.
+        self.conn.execute("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
         for _, _, definition in self._schema:
             self.conn.execute(definition)
         self._schema = []
@@ -350,7 +351,6 @@ class _PostgresTarget:
                     f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'),"
                     f' COALESCE((SELECT MAX("id") FROM "{table}"), 0) + 1, false)'
                 )
-        search_index.rebuild(self.db)
         self.db.execute_sql("SET LOCAL maintenance_work_mem = '256MB'")
         for _, definition in self._indexes:
             self.db.execute_sql(definition)
@@ -516,6 +516,24 @@ def copy_store(
     return report
 
 
+_ENTITY_OF = {table: entity for entity, table in search_index.TABLES.items()}
+_DOC_COLUMNS = tuple(search_index.COLUMNS.split(", "))
+
+
+def _documents(
+    entity: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """The search documents of these rows, as ``search_index.rebuild`` makes them."""
+    wanted = search_index.COLUMNS_READ[entity]
+    where = [columns.index(c) for c in wanted]
+    docs = []
+    for row in rows:
+        values = dict(zip(wanted, (row[i] for i in where), strict=True))
+        raw = json.loads(values["raw"]) if "raw" in values else None
+        docs.append(search_index.document(entity, values, raw))
+    return docs
+
+
 def _copy_tables(
     reader: _SqliteSource | _PostgresSource,
     writer: _SqliteTarget | _PostgresTarget,
@@ -530,8 +548,11 @@ def _copy_tables(
         settle = _RunSettler(columns) if table == "sync_events" else None
         done = 0
         progress(table, 0, total)
+        entity = _ENTITY_OF.get(table)
         for batch in reader.batches(table, columns):
             writer.write(table, columns, settle(batch) if settle else batch)
+            if entity is not None:  # indexed from the rows in hand: no second read
+                writer.write("search_docs", _DOC_COLUMNS, _documents(entity, columns, batch))
             done += len(batch)
             progress(table, done, total)
         if settle is not None:
