@@ -7,7 +7,7 @@ new file. Prints the wall time of each (connection, schema and the rebuilt
 search index included) and the copied rows per second, and compares the rate
 with the floor:
 
-    each direction      at least 5,000 copied rows/s
+    each direction      at least 4,000 copied rows/s (wall time of the command)
 
 Usage:
     python scripts/bench_copy.py [--scale large] [--home DIR]
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 TOKEN = "bench-token"
-FLOOR_ROWS_PER_S = 5_000
+FLOOR_ROWS_PER_S = 4_000
 DATABASE = "testio_sync_bench_copy"
 
 

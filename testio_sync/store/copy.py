@@ -11,9 +11,13 @@ copy as ``abandoned`` (it goes on at the source only).
 The target is created at this version's schema and written in one transaction:
 rows table by table in batches (``COPY`` on PostgreSQL), then the identity
 sequences moved past the copied ids. What the schema derives from the rows
-(``bug_devices`` by triggers, the search index) is derived again on the target,
-never copied, so it matches the target's own engine. Before the commit the
-target's row counts must equal the snapshot's, table by table.
+(``bug_devices``, the search index) is derived again on the target, never copied,
+so it matches the target's own engine. It is a bulk load: the device trigger is
+off while the bugs arrive and one statement derives every device row after them,
+search documents are made from the rows in hand, and each secondary index is
+built once at the end; all of it inside the transaction, so a failure leaves the
+target as it was. Before the commit the target's row counts must equal the
+snapshot's, table by table.
 """
 
 from __future__ import annotations
