@@ -103,3 +103,14 @@ def test_a_removal_backs_up_to_a_file_that_restores(
     restored = invoke(settings, "restore", "--yes", str(backup))
     assert restored.exit_code == 0, restored.output
     assert counts(settings) == before
+
+
+def test_an_unreadable_backup_changes_nothing(
+    settings: Settings, tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    assert invoke(settings, "sync", "--with-bugs", "--quiet").exit_code == 0
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    result = invoke(settings, "restore", "--yes", str(bad))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert counts(settings) == truth_counts(tiny_server[0])

@@ -236,3 +236,25 @@ def test_parse_store_reads_urls_and_paths() -> None:
     assert parse_store("postgres://h/db").url == "postgres://h/db"
     assert parse_store("~/m.db").path == Path("~/m.db").expanduser()
     assert parse_store(f"postgresql://u:{PASSWORD}@h/db").label == "postgresql://u:***@h/db"
+
+
+def test_a_copy_that_fails_midway_leaves_the_target_as_it_was(
+    mirror: Settings, pg_url: str, tiny_server: tuple[Simulator, str]
+) -> None:
+    """A bug whose test is missing breaks PostgreSQL's foreign key after thousands of rows:
+    the target keeps its mirror, its device trigger and its indexes."""
+    assert invoke(mirror, "db", "copy", "--to", pg_url, "-q").exit_code == 0
+    indexes = pg_indexes(pg_url)
+    conn = sqlite3.connect(mirror.db_path)
+    with conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("UPDATE bugs SET test_id = 999999999 WHERE id = (SELECT MAX(id) FROM bugs)")
+    conn.close()
+    failed = invoke(mirror, "db", "copy", "--to", with_password(pg_url), "--replace", "-q")
+    assert failed.exit_code == 1, failed.output
+    assert failed.stderr.count("\n") == 1 and "nothing was kept" in failed.stderr
+    assert PASSWORD not in failed.stderr
+    assert pg_indexes(pg_url) == indexes
+    truth = tiny_server[0].truth()
+    status = json.loads(invoke(on_postgres(mirror, pg_url), "status", "--json").stdout)
+    assert status["counts"] == {t: truth[t] for t in ENTITIES}
