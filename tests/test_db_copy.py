@@ -115,6 +115,9 @@ def test_a_mirror_goes_to_postgresql_and_back_whole(
     assert {t: row["target"] for t, row in to_file.items()} == {
         t: row["target"] for t, row in to_pg.items()
     }
+    for table in COPIED_TABLES:  # every column of the schema is copied
+        info = sql_rows(mirror.db_path, f'PRAGMA table_info("{table}")')
+        assert {row[1] for row in info} == set(COLUMNS[table]), table
     for table in COPIED_TABLES:  # the same rows, value for value, after two engines
         assert file_rows(back.db_path, table) == file_rows(mirror.db_path, table), table
     devices = "SELECT * FROM bug_devices ORDER BY bug_id, position, browser"
