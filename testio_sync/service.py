@@ -334,8 +334,8 @@ class SyncService:
         holder = lock_holder(self.settings)
         pids = worker_pids(self.settings.worker_lock_path)
         return {
-            "database": str(self.settings.db_path),
-            "database_bytes": queries.db_file_size(self.settings.db_path),
+            "database": self.settings.store_label,
+            "database_bytes": queries.store_bytes(self.settings),
             "counts": queries.entity_counts(),
             "last_sync_completed": to_iso(last),
             "last_sync_age_seconds": round((now - last).total_seconds()) if last else None,
@@ -375,8 +375,8 @@ class SyncService:
         return {
             "counts": queries.entity_counts(product_ids),
             "product_ids": list(product_ids) if product_ids else None,
-            "database": str(self.settings.db_path),
-            "database_bytes": queries.db_file_size(self.settings.db_path),
+            "database": self.settings.store_label,
+            "database_bytes": queries.store_bytes(self.settings),
             "backup_path": str(nuke_backup_path(self.settings)),
         }
 

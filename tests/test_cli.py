@@ -566,6 +566,7 @@ COMMANDS_IN_ORDER = [
     "list",
     "restore",
     "backups",
+    "db",
     "worker",
     "serve",
     "demo",

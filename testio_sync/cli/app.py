@@ -16,6 +16,8 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from testio_sync.cli.backups import backups
+from testio_sync.cli.db import DB_HELP
+from testio_sync.cli.db import copy as db_copy
 from testio_sync.cli.demo import demo
 from testio_sync.cli.query import query
 from testio_sync.cli.report import report
@@ -82,6 +84,15 @@ class PlainGroup(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return plain_help(super().get_params(ctx))
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Registration order, with the ``db`` group among the recovery commands (typer
+        would list groups after every command)."""
+        names = super().list_commands(ctx)
+        if "db" in names and "backups" in names:
+            names.remove("db")
+            names.insert(names.index("backups") + 1, "db")
+        return names
+
 
 class PlainCommand(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:
@@ -121,6 +132,9 @@ for command in (sync, status, report, query, search, show):
 app.command(cls=PlainCommand, name="list")(list_)
 for command in (restore, backups, worker, serve):
     app.command(cls=PlainCommand)(command)
+db_group = typer.Typer(name="db", help=DB_HELP, cls=PlainGroup, no_args_is_help=True)
+db_group.command(cls=PlainCommand, name="copy")(db_copy)
+app.add_typer(db_group)
 app.command(cls=PlainCommand)(demo)
 app.command(cls=PlainCommand, context_settings=SIMULATE_SETTINGS)(simulate)
 

@@ -20,6 +20,7 @@ from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
 from testio_sync.store import queries, save
 from testio_sync.store.backups import damage_of, describe, list_backups
+from testio_sync.store.db import open_store
 from testio_sync.sync.restore import pick_backup, restore_backup
 
 
@@ -120,12 +121,16 @@ def restore(
             return
         info = pick_backup(settings, backup)
         typer.echo(f"Backup: {backup_line(info)}")
-        damage = damage_of(settings.db_path)
+        damage = None if settings.database_url else damage_of(settings.db_path)
         if damage is not None:
             typer.echo(
                 f"The current database {settings.db_path} is damaged ({damage}): "
                 "it is moved aside and kept."
             )
+        elif settings.database_url is not None:
+            open_store(settings)
+            current = queries.entity_counts()
+            typer.echo(f"Current data, backed up then replaced: {render.format_counts(current)}")
         elif settings.db_path.exists():
             current = describe(settings.db_path).counts or {}
             typer.echo(f"Current data, backed up then replaced: {render.format_counts(current)}")

@@ -24,7 +24,7 @@ from testio_sync.errors import (
     UsageError,
 )
 from testio_sync.settings import Settings, parse_product_ids
-from testio_sync.store.db import DATABASE_ERRORS, explain
+from testio_sync.store.db import DATABASE_ERRORS, explain, store_exists
 from testio_sync.sync.types import SyncResult, SyncStatus
 
 if TYPE_CHECKING:
@@ -167,10 +167,18 @@ def open_service(settings: Settings) -> SyncService:
 def require_mirror(settings: Settings) -> None:
     """Refuse (exit 2) to read a mirror that does not exist, rather than create an empty one.
 
-    A mistyped ``TESTIO_SYNC_HOME`` must not look like a mirror whose data was lost.
+    A mistyped ``TESTIO_SYNC_HOME`` (or database URL) must not look like a mirror whose
+    data was lost.
     """
-    if settings.database_url is not None or settings.db_path.is_file():
-        return  # a database server's mirror is made by opening it: nothing to mistype
+    with reported_errors():
+        if store_exists(settings):
+            return
+    if settings.database_url is not None:
+        fail(
+            f"no mirror in {settings.store_label} (TESTIO_SYNC_DATABASE_URL): nothing was "
+            "synced there yet; `testio-sync sync` creates it.",
+            EXIT_USAGE,
+        )
     if settings.home.exists() and not settings.home.is_dir():
         with reported_errors():
             settings.ensure_home()  # says why the path cannot hold a mirror

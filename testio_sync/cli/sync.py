@@ -222,6 +222,8 @@ def set_aside_if_damaged(settings: Settings, out: Output, *, yes: bool) -> bool:
 
     Returns whether the nuke is confirmed already (it was, to set the file aside).
     """
+    if settings.database_url is not None:  # PostgreSQL checks its own pages
+        return yes
     damage = damage_of(settings.db_path)
     if damage is None:
         return yes

@@ -12,6 +12,8 @@ import contextlib
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from peewee import Database, DatabaseError, OperationalError, SqliteDatabase
@@ -65,6 +67,24 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Database:
 
         return open_postgres(settings.database_url.reveal(), migrate=migrate)
     return open_database(settings.db_path, migrate=migrate)
+
+
+def store_exists(settings: Settings) -> bool:
+    """True when the mirror ``settings`` select was created (a sync or a copy made it).
+
+    Raises:
+        ConfigError: the PostgreSQL server cannot be used (password hidden).
+    """
+    if settings.database_url is None:
+        return settings.db_path.is_file()
+    from testio_sync.store.postgres import connect_postgres, holds_mirror
+
+    db = connect_postgres(settings.database_url.reveal(), migrate=False)
+    try:
+        with db.connection_context():
+            return holds_mirror(db)
+    finally:
+        db.close()
 
 
 def _open(path: Path, *, migrate: bool) -> SqliteDatabase:
@@ -174,17 +194,16 @@ ENTITY_TABLES = (
 )
 
 
-def restore_entities(backup: Path, target: Path) -> None:
-    """Replace the mirrored data of ``target`` with the backup's, in one transaction.
-
-    The run log (``sync_events``) is kept: it is history, and a backup taken
-    during a run would otherwise bring that run back as "running". A backup
-    from an older schema is upgraded on a temporary copy first.
+@contextmanager
+def checked_backup(backup: Path, workdir: Path) -> Iterator[Path]:
+    """A copy of ``backup`` in a temporary folder of ``workdir``, checked whole and
+    upgraded to this version's schema; the backup itself is never written.
 
     Raises:
         StoreError: the backup is damaged, newer than this version, or unreadable.
     """
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         copy = Path(tmp) / "restore.db"
         try:
             backup_database(backup, copy)
@@ -206,6 +225,20 @@ def restore_entities(backup: Path, target: Path) -> None:
         except StoreError as exc:
             reason = str(exc).replace(str(copy), "the backup")
             raise StoreError(f"Cannot restore {backup}: {reason}") from exc
+        yield copy
+
+
+def restore_entities(backup: Path, target: Path) -> None:
+    """Replace the mirrored data of ``target`` with the backup's, in one transaction.
+
+    The run log (``sync_events``) is kept: it is history, and a backup taken
+    during a run would otherwise bring that run back as "running". A backup
+    from an older schema is upgraded on a temporary copy first.
+
+    Raises:
+        StoreError: the backup is damaged, newer than this version, or unreadable.
+    """
+    with checked_backup(backup, target.parent) as copy:
         conn = sqlite3.connect(target, timeout=15, isolation_level=None)
         try:
             conn.execute("PRAGMA foreign_keys = OFF")

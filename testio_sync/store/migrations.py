@@ -200,6 +200,11 @@ def fill_end_weeks(db: Any) -> None:
     )
 
 
+# Every bug's device rows in one statement (version 6 fills the table with it; a bulk
+# load such as ``db copy`` runs it instead of the insert trigger).
+FILL_DEVICES = _INSERT_FACTS + _FACT_ROWS.format(bug="bugs", source='"bugs", ')
+DEVICE_TRIGGER = "bugs_devices_insert"  # the trigger ``FILL_DEVICES`` stands in for
+
 _V6: list[Step] = [
     'DROP TRIGGER "bugs_devices_insert"',
     'DROP TRIGGER "bugs_devices_update"',
@@ -209,7 +214,7 @@ _V6: list[Step] = [
         for c in BUG_COLUMNS
     ),
     'DELETE FROM "bug_devices"',
-    _INSERT_FACTS + _FACT_ROWS.format(bug="bugs", source='"bugs", '),
+    FILL_DEVICES,
     # Same names as version 5's: they replace them.
     'CREATE TRIGGER "bugs_devices_insert" AFTER INSERT ON "bugs" BEGIN '
     + _INSERT_FACTS

@@ -82,6 +82,32 @@ def _device_trigger(bug_columns: Sequence[str]) -> str:
     )
 
 
+def fill_devices() -> str:
+    """One statement that derives every bug's device rows, as the trigger does row by row.
+
+    A bulk load (``db copy``, a restore) disables the trigger while it copies the
+    bugs and runs this once instead: a set-based pass is several times faster.
+    """
+    names = "".join(f'"{c}", ' for c in migrations.BUG_COLUMNS)
+    values = "".join(f'b."{c}", ' for c in migrations.BUG_COLUMNS)
+    return (
+        f'INSERT INTO "bug_devices" ("bug_id", {names}"position", "category",'
+        ' "operating_system", "browser")'
+        f" SELECT b.id, {values}d.ord - 1,"
+        f" {_text_or_name('d.value -> ' + repr('category'))},"
+        f" {_text_or_name('d.value -> ' + repr('operating_system'))},"
+        f" {_text_or_name('br.value')}"
+        ' FROM "bugs" b CROSS JOIN LATERAL jsonb_array_elements('
+        f"{_as_array('(b.raw::jsonb -> ' + repr('devices') + ')')})"
+        " WITH ORDINALITY AS d(value, ord)"
+        " LEFT JOIN LATERAL jsonb_array_elements("
+        f"{_as_array('(d.value -> ' + repr('browsers') + ')')}) AS br(value) ON TRUE"
+        " WHERE jsonb_typeof(d.value) = 'object'"
+    )
+
+
+DEVICE_TRIGGER = "bugs_devices"  # the trigger ``fill_devices`` stands in for
+
 _V1_TO_V3 = [[_translate(s) for s in version] for version in migrations.MIGRATIONS[:3]]
 
 _V4: list[Step] = [*search_index.CREATE_PG, search_index.rebuild]

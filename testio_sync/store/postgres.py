@@ -55,30 +55,61 @@ def open_postgres(url: str, *, migrate: bool = True) -> PostgresqlDatabase:
     with _opening:
         db = _opened.get(url)
         if db is None:
-            # Pooled: every store call opens and closes its connection, which on a
-            # server costs a round trip and authentication; the pool keeps them open.
-            db = PooledPostgresqlDatabase(
-                conninfo(url),
-                max_connections=POOL_SIZE,
-                stale_timeout=POOL_STALE_S,
-                timeout=CONNECT_TIMEOUT_S * 6,
-                connect_timeout=CONNECT_TIMEOUT_S,
-            )
-            try:
-                if migrate:
-                    ensure_schema(db)
-                else:
-                    with db.connection_context():
-                        pass
-            except PeeweeException as exc:
-                raise ConfigError(
-                    f"{VARIABLE}: cannot use the database at {redact_url(url)}: "
-                    + scrub(_first_line(exc), url)
-                ) from None
+            db = connect_postgres(url, migrate=migrate)
             _opened[url] = db
         if database.obj is not db:
             database.initialize(db)
         return db
+
+
+def connect_postgres(
+    url: str, *, migrate: bool = True, variable: str = VARIABLE
+) -> PostgresqlDatabase:
+    """A database handle for ``url``, checked and (``migrate``) upgraded, but not bound.
+
+    ``variable`` names where the URL came from in the one-line error.
+
+    Raises:
+        ConfigError: the server cannot be reached or refuses us (password hidden).
+        StoreError: the database was written by a newer version of testio-sync.
+    """
+    # Pooled: every store call opens and closes its connection, which on a server
+    # costs a round trip and authentication; the pool keeps them open.
+    db = PooledPostgresqlDatabase(
+        conninfo(url),
+        max_connections=POOL_SIZE,
+        stale_timeout=POOL_STALE_S,
+        timeout=CONNECT_TIMEOUT_S * 6,
+        connect_timeout=CONNECT_TIMEOUT_S,
+    )
+    try:
+        if migrate:
+            ensure_schema(db)
+        else:
+            with db.connection_context():
+                pass
+    except PeeweeException as exc:
+        raise ConfigError(
+            f"{variable}: cannot use the database at {redact_url(url)}: "
+            + scrub(_first_line(exc), url)
+        ) from None
+    return db
+
+
+def holds_mirror(db: PostgresqlDatabase) -> bool:
+    """True when the database already has a mirror's schema (it was opened before)."""
+    row = db.execute_sql("SELECT to_regclass('testio_schema') IS NOT NULL").fetchone()
+    return bool(row[0])
+
+
+def relation_bytes(db: PostgresqlDatabase) -> int:
+    """Bytes on disk of the mirror's tables, their indexes and TOAST data included."""
+    row = db.execute_sql(
+        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+    ).fetchone()
+    return int(row[0])
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from peewee import JOIN, SQL, Case, Expression, NodeList, PeeweeException, fn
 
 from testio_sync.errors import StoreError
+from testio_sync.settings import Settings
 from testio_sync.store import backend, failures, search_index
 from testio_sync.store.db import explain
 from testio_sync.store.models import (
@@ -378,6 +379,18 @@ def db_file_size(path: Path) -> int:
         except FileNotFoundError:
             continue
     return total
+
+
+def store_bytes(settings: Settings) -> int:
+    """Bytes the mirror takes: the SQLite file and its log, or the PostgreSQL tables.
+
+    On PostgreSQL the models must be bound to it (``open_store``).
+    """
+    if settings.database_url is None:
+        return db_file_size(settings.db_path)
+    from testio_sync.store.postgres import relation_bytes
+
+    return relation_bytes(database.obj)
 
 
 @store_call("check the search index")

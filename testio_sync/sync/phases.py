@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from testio_sync.errors import AccessError, ApiError, AuthError, UnknownProductsError
 from testio_sync.store import queries, save
 from testio_sync.store.backups import new_backup_path
-from testio_sync.store.db import backup_database
+from testio_sync.store.copy import backup_store
 from testio_sync.store.models import database
 from testio_sync.sync.context import RunContext
 from testio_sync.sync.pipeline import ProductPipeline, record_api_error
@@ -101,8 +101,8 @@ async def run_products(ctx: RunContext) -> None:
 def remove_products(ctx: RunContext, gone: list[int]) -> None:
     """Back the store up, then remove products gone upstream with their tests and bugs."""
     settings = ctx.settings
-    backup = backup_database(
-        settings.db_path, new_backup_path(settings.backups_dir, "before-removal", ctx.now())
+    backup = backup_store(
+        settings, new_backup_path(settings.backups_dir, "before-removal", ctx.now())
     )
     save.wipe(gone)
     ctx.warn(

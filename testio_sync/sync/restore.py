@@ -3,7 +3,9 @@
 Neither opens the live database before checking it with plain SQLite: a
 damaged file is renamed aside (kept, never deleted) and a fresh one takes its
 place, so a backup can always be restored. A healthy file is itself backed up
-before its data is replaced, so a restore can be undone.
+before its data is replaced, so a restore can be undone. A PostgreSQL mirror is
+backed up into a SQLite file and restored from one (``store.copy``); its damage
+is PostgreSQL's to detect.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from testio_sync.store.backups import (
     new_backup_path,
     set_aside,
 )
-from testio_sync.store.db import backup_database, close_database, open_database, restore_entities
+from testio_sync.store.copy import backup_store, restore_into_postgres
+from testio_sync.store.db import (
+    backup_database,
+    close_database,
+    open_database,
+    open_store,
+    restore_entities,
+)
 from testio_sync.sync.lock import SyncLock
 
 
@@ -105,6 +114,10 @@ def restore_backup(settings: Settings, backup: Path | None = None) -> RestoreRep
     """
     report = RestoreReport(backup=pick_backup(settings, backup))
     with _lock(settings, "restore"):
+        if settings.database_url is not None:
+            _restore_into_postgres(settings, report)
+            report.counts = queries.entity_counts()
+            return report
         report.damaged_kept = _set_aside_if_damaged(settings)
         if report.damaged_kept is None and _holds_data(settings.db_path):
             dest = new_backup_path(settings.backups_dir, "before-restore", utc_now())
@@ -113,3 +126,12 @@ def restore_backup(settings: Settings, backup: Path | None = None) -> RestoreRep
         restore_entities(report.backup.path, settings.db_path)
     report.counts = queries.entity_counts()
     return report
+
+
+def _restore_into_postgres(settings: Settings, report: RestoreReport) -> None:
+    """The PostgreSQL mirror's data is backed up to a file, then replaced by the backup's."""
+    open_store(settings)
+    if any(queries.entity_counts().values()):
+        dest = new_backup_path(settings.backups_dir, "before-restore", utc_now())
+        report.previous_backup = backup_store(settings, dest)
+    restore_into_postgres(report.backup.path, settings)

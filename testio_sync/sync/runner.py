@@ -26,7 +26,8 @@ from testio_sync.errors import TestioSyncError
 from testio_sync.settings import Settings
 from testio_sync.store import failures, save
 from testio_sync.store.backups import new_backup_path
-from testio_sync.store.db import backup_database, explain, open_store
+from testio_sync.store.copy import backup_store
+from testio_sync.store.db import explain, open_store
 from testio_sync.sync import runs
 from testio_sync.sync.account import check_run_account, remember_account
 from testio_sync.sync.engine import run_sync
@@ -238,7 +239,7 @@ async def _run_locked(
         # Back up first: whatever happens next, the user keeps a database.
         named = request.options.backup_path
         dest = Path(named) if named else nuke_backup_path(settings)
-        backup = backup_database(settings.db_path, dest)
+        backup = backup_store(settings, dest)
         save.wipe(request.scope.product_ids)
     async with ApiClient.from_settings(settings) as client:
         result = await run_sync(

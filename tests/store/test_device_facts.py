@@ -8,14 +8,16 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from testsupport import make_settings
+
 from testio_sync.store import save
+from testio_sync.store.copy import backup_store
 from testio_sync.store.db import (
-    backup_database,
     close_database,
     open_database,
-    restore_entities,
 )
 from testio_sync.store.migrations import MIGRATIONS
+from testio_sync.sync.restore import restore_backup
 
 from . import payloads as api
 
@@ -120,16 +122,19 @@ def test_saved_tests_store_the_iso_week_of_their_end(db, now) -> None:
 
 
 def test_a_restore_refills_the_device_rows_and_weeks(db, db_path: Path, tmp_path: Path, now):
+    """On either store: the backup file (a copy, on PostgreSQL) restores the derived rows."""
+    settings = make_settings(db_path.parent, "http://127.0.0.1:9")
+    assert settings.db_path == db_path
     save.save_products([api.product(1)], now=now)
     test = {**api.exploratory_test(100), "end_at": "2027-01-04T10:00:00Z"}
     save.save_tests(1, [test], now=now)
     save.save_bugs([100], {100: [{**api.bug(1, test_id=100), **RAW_BUG}]}, now=now)
     before = db.execute_sql(FACTS).fetchall()
-    backup = backup_database(db_path, tmp_path / "backup.db")
+    backup = backup_store(settings, tmp_path / "backup.db")
     save.wipe()
     assert db.execute_sql(FACTS).fetchall() == []
 
-    restore_entities(backup, db_path)
+    restore_backup(settings, backup)
     assert db.execute_sql(FACTS).fetchall() == before
     assert len(before) == 3
     assert db.execute_sql("SELECT end_week FROM tests").fetchall() == [("2027-W01",)]

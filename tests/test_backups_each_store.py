@@ -1,0 +1,116 @@
+"""Backups on each store: a nuke and a removal write a backup file that ``restore`` puts back.
+
+On PostgreSQL a backup is a copy of the mirror into a private SQLite file, and a
+restore copies such a file back; the counts are the simulator's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from testsupport import make_settings
+from typer.testing import CliRunner, Result
+
+from testio_sync import cli
+from testio_sync.settings import Settings
+from testio_sync.simulator import Simulator
+from testio_sync.store import queries, save
+from testio_sync.store.backups import describe, list_backups
+from testio_sync.store.db import open_store
+from testio_sync.sync import runs
+
+pytestmark = pytest.mark.usefixtures("store_backend")
+
+ENTITIES = ("products", "tests", "bugs", "features", "users")
+
+
+def invoke(settings: Settings, *args: str) -> Result:
+    return CliRunner(env=settings.to_env()).invoke(cli.app, list(args))
+
+
+def counts(settings: Settings) -> dict[str, int]:
+    open_store(settings)
+    return queries.entity_counts()
+
+
+def truth_counts(sim: Simulator) -> dict[str, int]:
+    truth = sim.truth()
+    return {name: truth[name] for name in ENTITIES}
+
+
+def test_a_nuke_backs_up_to_a_file_that_restores(
+    settings: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    truth = truth_counts(tiny_server[0])
+    assert invoke(settings, "sync", "--with-bugs", "--quiet").exit_code == 0
+    nuked = invoke(settings, "sync", "--nuke", "--with-bugs", "--yes")
+    assert nuked.exit_code == 0, nuked.output
+    [backup] = list_backups(settings.backups_dir)
+    assert backup.name.startswith("cache-before-nuke-") and f"{backup}" in nuked.stdout
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"
+    listed = json.loads(invoke(settings, "backups", "--json").stdout)["backups"]
+    assert [entry["counts"] for entry in listed] == [truth]
+
+    save.wipe()
+    assert counts(settings) == dict.fromkeys(ENTITIES, 0)
+    restored = invoke(settings, "restore", "--yes", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert counts(settings) == truth
+    assert len(runs.recent_runs(100)) == 2  # the run history stays as it was
+    assert "The data from before" not in restored.stdout  # nothing was there to keep
+
+    again = invoke(settings, "restore", "--yes", str(backup))  # now there is data to keep
+    assert again.exit_code == 0, again.output
+    assert f"Current data, backed up then replaced: {truth['products']} products" in (again.stdout)
+    [before] = [p for p in list_backups(settings.backups_dir) if "before-restore" in p.name]
+    assert describe(before).counts == truth
+    assert counts(settings) == truth
+    status = invoke(settings, "status", "--check")
+    assert status.exit_code == 0, status.output  # the search index matches the rows
+
+
+def drop_products(sim: Simulator, product_ids: list[int]) -> None:
+    """Delete products upstream, with their tests, bugs and features."""
+    with sim.lock:
+        world = sim.world
+        for pid in product_ids:
+            for tid in list(world.ordered_test_ids(pid)):
+                world.remove_test(tid)
+            for fid in world.features_by_product.pop(pid):
+                del world.features[fid]
+            del world.products[pid]
+        world.invalidate_order()
+
+
+def test_a_removal_backs_up_to_a_file_that_restores(
+    fresh_server: tuple[Simulator, str], home: Path
+) -> None:
+    sim, url = fresh_server
+    settings = make_settings(home, url)
+    before = truth_counts(sim)
+    assert invoke(settings, "sync", "--with-bugs", "--quiet").exit_code == 0
+    assert counts(settings) == before
+    drop_products(sim, sorted(sim.world.products)[1:])
+    removed = invoke(settings, "sync", "--force")
+    assert removed.exit_code == 0, removed.output
+    assert counts(settings)["products"] == 1
+    [backup] = list_backups(settings.backups_dir)
+    assert "before-removal" in backup.name and str(backup) in removed.stdout
+    assert describe(backup).counts == before
+
+    restored = invoke(settings, "restore", "--yes", str(backup))
+    assert restored.exit_code == 0, restored.output
+    assert counts(settings) == before
+
+
+def test_an_unreadable_backup_changes_nothing(
+    settings: Settings, tiny_server: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    assert invoke(settings, "sync", "--with-bugs", "--quiet").exit_code == 0
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    result = invoke(settings, "restore", "--yes", str(bad))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert counts(settings) == truth_counts(tiny_server[0])
