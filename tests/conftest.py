@@ -95,9 +95,33 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite":
         yield "sqlite"
         return
+    previous = testsupport.STORE_URL  # a module's shared store (``module_store``) comes back
     with postgres_store() as url:
         testsupport.STORE_URL = url
         try:
             yield "postgresql"
         finally:
-            testsupport.STORE_URL = None
+            testsupport.STORE_URL = previous
+
+
+@pytest.fixture(scope="module", params=STORES)
+def module_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One store shared by a module's read-only tests, on each engine in turn.
+
+    For data synced once per module: ``make_settings`` points at this store while
+    the module runs (a test's own ``store_backend`` takes over during that test).
+    """
+    previous = testsupport.STORE_URL
+    if request.param == "sqlite":
+        testsupport.STORE_URL = None
+        try:
+            yield "sqlite"
+        finally:
+            testsupport.STORE_URL = previous
+        return
+    with postgres_store() as url:
+        testsupport.STORE_URL = url
+        try:
+            yield "postgresql"
+        finally:
+            testsupport.STORE_URL = previous

@@ -24,7 +24,7 @@ from testio_sync.insights.report import (
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.store.models import ExploratoryTest, database
 from testio_sync.sync.types import SyncStatus, SyncTrigger
 
@@ -41,9 +41,10 @@ def synced_settings(home: Path, server: tuple[Simulator, str]) -> Settings:
 
 @pytest.fixture(scope="module")
 def synced(
-    tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    """One synced home for the module, its bugs fetched once by a first report."""
+    """One synced home for the module (on each store), its bugs fetched once by a first
+    report."""
     settings = synced_settings(tmp_path_factory.mktemp("report") / "home", tiny_server)
     asyncio.run(quality_report(ReportFilters.parse(all_products(tiny_server[0])), settings))
     return settings
@@ -52,7 +53,7 @@ def synced(
 @pytest.fixture
 def store(synced: Settings) -> Settings:
     """The module's store, bound again (other tests may have opened another database)."""
-    open_database(synced.db_path)
+    open_store(synced)
     return synced
 
 

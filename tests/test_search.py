@@ -20,7 +20,7 @@ from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.simulator.render import Renderer
 from testio_sync.store import queries, save
-from testio_sync.store.db import close_database, open_database
+from testio_sync.store.db import close_database, open_store
 from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncStatus
 
 WITH_BUGS = (*DEFAULT_PHASES, SyncPhase.BUGS)
@@ -32,8 +32,10 @@ def sync(service: SyncService) -> None:
 
 
 @pytest.fixture(scope="module")
-def synced(tiny_server: tuple[Simulator, str], tmp_path_factory: Any) -> Iterator[Settings]:
-    """The tiny simulator synced once, bugs included (tests only read it)."""
+def synced(
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: Any
+) -> Iterator[Settings]:
+    """The tiny simulator synced once (on each store), bugs included (tests only read it)."""
     settings = make_settings(tmp_path_factory.mktemp("search") / "home", tiny_server[1])
     sync(SyncService(settings))
     yield settings
@@ -42,7 +44,7 @@ def synced(tiny_server: tuple[Simulator, str], tmp_path_factory: Any) -> Iterato
 
 @pytest.fixture
 def store(synced: Settings) -> Settings:
-    open_database(synced.db_path)  # other tests may have bound another file meanwhile
+    open_store(synced)  # other tests may have bound another store meanwhile
     return synced
 
 
