@@ -73,3 +73,25 @@ def stop_consumer(worker: object, settings: Settings) -> None:
 
     worker.stop(graceful=True)  # type: ignore[attr-defined]
     release_worker_lock(settings.worker_lock_path)
+
+
+def stored_text(home: Path) -> str:
+    """Everything the test's store holds, as text: the SQLite file's bytes, or every row
+    of every table of the PostgreSQL schema (to look for what must never be stored)."""
+    if STORE_URL is None:
+        return (home / "cache.db").read_bytes().decode("latin-1")
+    import psycopg
+
+    with psycopg.connect(STORE_URL, autocommit=True) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "select table_name from information_schema.tables"
+                " where table_schema = current_schema()"
+            )
+        ]
+        return "\n".join(
+            str(row[0])
+            for table in tables
+            for row in conn.execute(f'select t::text from "{table}" t')
+        )

@@ -12,6 +12,7 @@ import threading
 from urllib.parse import urlsplit
 
 from peewee import PeeweeException, PostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase
 
 from testio_sync.errors import ConfigError, StoreError
 from testio_sync.settings import redact_url
@@ -22,6 +23,8 @@ from testio_sync.store.models import database
 
 VARIABLE = "TESTIO_SYNC_DATABASE_URL"
 CONNECT_TIMEOUT_S = 5
+POOL_SIZE = 32  # per process: sync threads, MCP tool threads and the lock's connection
+POOL_STALE_S = 300
 _MIGRATION_SALT = b"testio-sync:migrations"
 
 _opened: dict[str, PostgresqlDatabase] = {}
@@ -52,8 +55,14 @@ def open_postgres(url: str, *, migrate: bool = True) -> PostgresqlDatabase:
     with _opening:
         db = _opened.get(url)
         if db is None:
-            db = PostgresqlDatabase(
-                conninfo(url), connect_timeout=CONNECT_TIMEOUT_S, autoconnect=True
+            # Pooled: every store call opens and closes its connection, which on a
+            # server costs a round trip and authentication; the pool keeps them open.
+            db = PooledPostgresqlDatabase(
+                conninfo(url),
+                max_connections=POOL_SIZE,
+                stale_timeout=POOL_STALE_S,
+                timeout=CONNECT_TIMEOUT_S * 6,
+                connect_timeout=CONNECT_TIMEOUT_S,
             )
             try:
                 if migrate:
@@ -81,8 +90,10 @@ def close_postgres(url: str) -> None:
     """Forget an opened database (tests use it)."""
     with _opening:
         db = _opened.pop(url, None)
-    if db is not None and not db.is_closed():
-        db.close()
+    if db is not None:
+        if not db.is_closed():
+            db.close()
+        db.close_all()
 
 
 def schema_version(db: PostgresqlDatabase) -> int:
