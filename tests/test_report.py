@@ -327,7 +327,7 @@ def test_fresh_bugs_are_not_fetched_again(
 
 
 def test_stale_bugs_of_mutable_tests_are_refetched_and_immutable_ones_never(
-    tiny_server: tuple[Simulator, str], tmp_path: Path
+    tiny_server: tuple[Simulator, str], tmp_path: Path, store_backend: str
 ) -> None:
     """Past the TTL only tests whose bugs can still change are fetched again."""
     sim = tiny_server[0]
@@ -353,7 +353,7 @@ def test_stale_bugs_of_mutable_tests_are_refetched_and_immutable_ones_never(
 
 
 def test_a_failed_refresh_is_reported_and_stored_data_used(
-    fresh_server: tuple[Simulator, str], tmp_path: Path
+    fresh_server: tuple[Simulator, str], tmp_path: Path, store_backend: str
 ) -> None:
     """A revoked token does not fail the report: it says bugs were not refreshed."""
     sim = fresh_server[0]

@@ -196,7 +196,7 @@ def test_status_check_reports_a_drifted_index_and_repair_fixes_it(store) -> None
 
 
 def test_upstream_deletions_and_a_scoped_nuke_leave_no_stale_hit(
-    fresh_server: tuple[Simulator, str], home: Path
+    fresh_server: tuple[Simulator, str], home: Path, store_backend: str
 ) -> None:
     sim, url = fresh_server
     service = SyncService(make_settings(home, url, cache_ttl_s=0))
