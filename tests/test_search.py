@@ -99,6 +99,34 @@ def test_operators_are_words_in_simple_mode_and_syntax_in_raw_mode(store, tiny_s
     assert all_hits('checkout AND NOT NEAR( "', entities=["bug"]) == []
 
 
+def test_raw_mode_means_the_same_on_every_store(store, tiny_server) -> None:
+    """NOT, parentheses, column filters and NEAR, against the simulator's own texts."""
+    sim = tiny_server[0]
+    texts = bug_texts(sim)
+    titles = {bid: json.loads(Renderer(sim.world).bug_bytes(bid))["title"] for bid in texts}
+
+    def has(word: str, text: str) -> bool:
+        return re.search(rf"\b{word}\b", text, re.I) is not None
+
+    def raw(query: str) -> set[int]:
+        return {hit["id"] for hit in all_hits(query, entities=["bug"], mode="raw")}
+
+    unless = {b for b, t in texts.items() if has("checkout", t) and not has("login", t)}
+    assert unless and raw("checkout NOT login") == unless
+    either_but = {
+        b
+        for b, t in texts.items()
+        if (has("checkout", t) or has("login", t)) and not has("typo", t)
+    }
+    assert raw("(checkout OR login) NOT typo") == either_but
+    in_title = {b for b, t in titles.items() if has("checkout", t)}
+    assert in_title and raw("title:checkout") == in_title
+    assert raw("{title body}: checkout") == raw("checkout")
+    near = raw("NEAR(checkout page)")
+    assert near and near <= {b for b, t in texts.items() if has("checkout", t) and has("page", t)}
+    assert raw("check*") >= raw("checkout")
+
+
 def test_the_last_word_is_a_prefix(store) -> None:
     full = {h["id"] for h in all_hits("checkout", entities=["bug"])}
     assert {h["id"] for h in all_hits("check", entities=["bug"])} >= full
