@@ -26,7 +26,7 @@ from testio_sync.errors import UsageError
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS, Dimension
 from testio_sync.insights.report import require_products
-from testio_sync.insights.sql_dialect import Dialect, dialect_for
+from testio_sync.insights.sql_dialect import Dialect, dialect_for, without_jit
 from testio_sync.store import backend, queries
 from testio_sync.store.models import Bug, BugDevice, ExploratoryTest, TestFeature, database
 from testio_sync.store.queries import store_call
@@ -419,11 +419,13 @@ def _scoped(query: MetricsQuery) -> MetricsQuery:
 def _fetch(query: MetricsQuery, dialect: Dialect) -> tuple[list[dict[str, Any]], int]:
     select = compile_query(query, dialect)
     sql, params = database.get_sql_context().sql(select).query()
-    cursor = database.execute_sql(sql, params)
+    with without_jit():
+        cursor = database.execute_sql(sql, params)
+        records = cursor.fetchall()
     names = [c[0] for c in cursor.description]
     rows: list[dict[str, Any]] = []
     total = 0
-    for record in cursor:
+    for record in records:
         row = dict(zip(names, record, strict=True))
         total = row.pop("total_rows")
         for name in query.metrics:
@@ -520,7 +522,8 @@ def explain(query: MetricsQuery, dialect: Dialect | None = None) -> list[str]:
         scoped = _scoped(query)
         sql, params = database.get_sql_context().sql(compile_query(scoped, dialect)).query()
         if backend.is_postgres():
-            return [row[0] for row in database.execute_sql(f"EXPLAIN {sql}", params)]
+            with without_jit():
+                return [row[0] for row in database.execute_sql(f"EXPLAIN {sql}", params)]
         return [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     return plan()
