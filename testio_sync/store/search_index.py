@@ -388,16 +388,21 @@ def _search_pg(
     ).fetchall()
     if not ranked:
         return int(total), []
-    options = f"StartSel={marks[0]}, StopSel={marks[1]}, MaxWords={SNIPPET_WORDS}, MinWords=5"
-    # The snippet comes from the title when the title matches, else from the body (FTS5's
-    # ``snippet`` also picks one column).
+    marked = f"StartSel={marks[0]}, StopSel={marks[1]}"
+    # The snippet comes from the title when the title matches (all of it: titles are short),
+    # else from the body (FTS5's ``snippet`` also picks one column).
     details = cur.execute(
         "SELECT d.rowid, d.entity, d.entity_id, d.title, CASE"
         " WHEN to_tsvector('english', d.title) @@ q.q THEN ts_headline('english', d.title, q.q, ?)"
         " ELSE ts_headline('english', d.body, q.q, ?) END, d.product_id, d.dated,"
         " to_tsvector('english', d.title) @@ q.q, d.body"
         f" FROM {source} WHERE d.rowid IN {backend.id_list(conn)}",
-        [options, options, filters.match, json.dumps([key for key, _ in ranked])],
+        [
+            f"{marked}, HighlightAll=true",
+            f"{marked}, MaxWords={SNIPPET_WORDS}, MinWords=5",
+            filters.match,
+            json.dumps([key for key, _ in ranked]),
+        ],
     )
     by_key: dict[int, tuple[Any, ...]] = {}
     for rowid, entity, eid, title, snippet, pid, dated, in_title, body in details.fetchall():
