@@ -13,6 +13,10 @@ machine it shows what the query costs apart from waiting for a core):
 Usage:
     python scripts/bench_queries.py [--scale large] [--home DIR] [--repeat 7] [--json]
     python scripts/bench_queries.py --home DIR --plan   # also print each query's plan
+    python scripts/bench_queries.py --database-url postgresql://... [--scale large]
+
+With ``--database-url`` (or ``TESTIO_SYNC_DATABASE_URL``) the store is that PostgreSQL
+database (or the schema its URL names), synced once when it holds no tests yet.
 
 Exit status 1 when a query misses its target.
 """
@@ -28,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench_store import add_option, is_built, label, open_bench_store
 
 TOKEN = "bench-token"
 TARGET_MS = {1: 150.0, 2: 150.0, 3: 500.0}
@@ -55,8 +61,9 @@ QUERIES: list[tuple[list[str], list[str], dict[str, Any]]] = [
 ]
 
 
-def build_store(scale: str, home: Path) -> None:
-    """A full in-process sync with bugs of a fresh simulator into ``home``."""
+def build_store(scale: str, home: Path, database_url: str | None = None) -> None:
+    """A full in-process sync with bugs of a fresh simulator into ``home`` (or the
+    PostgreSQL database at ``database_url``)."""
     from testio_sync.service import SyncService
     from testio_sync.settings import Secret, Settings
     from testio_sync.simulator import Simulator
@@ -69,6 +76,7 @@ def build_store(scale: str, home: Path) -> None:
             api_base_url=server.base_url,
             api_token=Secret(TOKEN),
             refresh_interval_s=0,
+            database_url=Secret(database_url) if database_url else None,
         )
         started = time.perf_counter()
         handle = SyncService(settings).execute_sync(
@@ -87,20 +95,21 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--plan", action="store_true", help="print each query's plan")
     parser.add_argument("--json", action="store_true")
+    add_option(parser)
     args = parser.parse_args()
 
     home = args.home or Path(tempfile.mkdtemp(prefix="testio-bench-queries-"))
     os.environ["TESTIO_SYNC_HOME"] = str(home)
-    if not (home / "cache.db").exists():
-        build_store(args.scale, home)
+    if not is_built(home, args.database_url):
+        build_store(args.scale, home, args.database_url)
 
     from testio_sync.insights.analytics import MetricsQuery, explain, run_query
     from testio_sync.store import queries
-    from testio_sync.store.db import open_database
 
-    open_database(home / "cache.db")
+    open_bench_store(home, args.database_url)
     counts = queries.entity_counts()
-    print(f"store: {home} ({counts['tests']:,} tests, {counts['bugs']:,} bugs)")
+    store = label(args.database_url, home)
+    print(f"store: {store} ({counts['tests']:,} tests, {counts['bugs']:,} bugs)")
     rows = []
     for metrics, dimensions, filters in QUERIES:
         query = MetricsQuery.parse(metrics, dimensions, filters, limit=1000)

@@ -14,6 +14,12 @@ Two figures, each against its target:
 
 Usage:
     python scripts/bench_search.py [--scale large] [--tries 3] [--skip-sync] [--json]
+    python scripts/bench_search.py --database-url postgresql://... [--home DIR] ...
+
+With ``--database-url`` (or ``TESTIO_SYNC_DATABASE_URL``) the store is PostgreSQL: each
+sync runs into an empty schema of its own in that database (dropped afterwards), and
+``--home`` searches the mirror already at that URL. (On PostgreSQL the words are a
+generated column: switching the index writes off also skips computing them.)
 
 Exit status 1 when a target is missed.
 """
@@ -32,6 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench_store import add_option, close_bench_store, label, open_bench_store, scratch
 from bench_sync import TOKEN
 
 QUERIES: list[dict[str, Any]] = [
@@ -89,15 +96,19 @@ class IndexMeter:
         return timed
 
 
-def one_sync(base_url: str, home: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of an initial sync with bugs into an empty home, in this process."""
+def one_sync(base_url: str, home: Path, database_url: str | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of an initial sync with bugs into an empty home (or empty
+    PostgreSQL schema), in this process."""
     from testio_sync.service import SyncService
     from testio_sync.settings import Secret, Settings
-    from testio_sync.store.db import close_database
     from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase
 
     settings = Settings(
-        home=home, api_base_url=base_url, api_token=Secret(TOKEN), refresh_interval_s=0
+        home=home,
+        api_base_url=base_url,
+        api_token=Secret(TOKEN),
+        refresh_interval_s=0,
+        database_url=Secret(database_url) if database_url else None,
     )
     service = SyncService(settings)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -107,11 +118,18 @@ def one_sync(base_url: str, home: Path) -> tuple[float, float]:
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if result.status.value != "succeeded":
         raise SystemExit(f"sync {result.status.value}: {result.errors[:3]}")
-    close_database(settings.db_path)
+    close_bench_store(home, database_url)
     return wall, cpu
 
 
-def bench_sync(base_url: str, root: Path, tries: int) -> tuple[dict[str, Any], Path]:
+def bench_sync(
+    base_url: str, root: Path, tries: int, database_url: str | None = None
+) -> tuple[dict[str, Any], Path]:
+    """Alternating syncs with and without the index; the last home synced with it.
+
+    On PostgreSQL every sync gets a scratch schema; the queries then search a last
+    one (``bench_queries`` with its own scratch schema, see ``main``).
+    """
     meter = IndexMeter()
     walls: dict[bool, list[float]] = {True: [], False: []}
     cpus: dict[bool, list[float]] = {True: [], False: []}
@@ -121,7 +139,11 @@ def bench_sync(base_url: str, root: Path, tries: int) -> tuple[dict[str, Any], P
         for enabled in (True, False) if attempt % 2 == 0 else (False, True):
             meter.enabled, meter.seconds = enabled, 0.0
             home = root / f"sync-{attempt}-{'with' if enabled else 'without'}"
-            wall, cpu = one_sync(base_url, home)
+            if database_url is None:
+                wall, cpu = one_sync(base_url, home)
+            else:
+                with scratch(database_url) as url:
+                    wall, cpu = one_sync(base_url, home, url)
             walls[enabled].append(wall)
             cpus[enabled].append(cpu)
             if enabled:
@@ -149,12 +171,11 @@ def bench_sync(base_url: str, root: Path, tries: int) -> tuple[dict[str, Any], P
     return figures, last_home
 
 
-def bench_queries(home: Path, repeats: int) -> dict[str, Any]:
+def bench_queries(home: Path, repeats: int, database_url: str | None = None) -> dict[str, Any]:
     from testio_sync.insights import search as full_text
     from testio_sync.store import queries
-    from testio_sync.store.db import open_database
 
-    open_database(home / "cache.db")
+    open_bench_store(home, database_url)
     bugs = queries.entity_counts()["bugs"]
     rows = []
     for spec in QUERIES:
@@ -184,6 +205,7 @@ def bench_queries(home: Path, repeats: int) -> dict[str, Any]:
         "cpu_median_ms": round(statistics.median(r["cpu_ms"] for r in rows), 2),
         "cpu_worst_ms": round(max(r["cpu_ms"] for r in rows), 2),
         "load_average": round(os.getloadavg()[0], 1),
+        "store": label(database_url, home),
     }
 
 
@@ -198,21 +220,25 @@ def main(argv: list[str] | None = None) -> int:
         "--home", type=Path, help="search this synced data directory; no sync at all"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_option(parser)
     args = parser.parse_args(argv)
+    url = args.database_url
     if args.home is not None:
-        return report(bench_queries(args.home, args.repeats), None, args)
+        return report(bench_queries(args.home, args.repeats, url), None, args)
     with (
         tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
         simulator(args.scale, args.latency_ms) as base_url,
+        scratch(url) if url else contextlib.nullcontext() as searched_url,
     ):
         root = Path(tmp)
-        if args.skip_sync:
-            home = root / "only"
-            sync_figures: dict[str, Any] | None = None
-            one_sync(base_url, home)
-        else:
-            sync_figures, home = bench_sync(base_url, root, args.tries)
-        query_figures = bench_queries(home, args.repeats)
+        sync_figures: dict[str, Any] | None = None
+        home = root / "only"
+        if not args.skip_sync:
+            sync_figures, home = bench_sync(base_url, root, args.tries, url)
+        if args.skip_sync or url:
+            # PostgreSQL: each compared sync's schema is gone by now; search one more.
+            one_sync(base_url, home, searched_url)
+        query_figures = bench_queries(home, args.repeats, searched_url)
     return report(query_figures, sync_figures, args)
 
 
@@ -224,7 +250,10 @@ def report(query_figures: dict[str, Any], sync_figures: dict[str, Any] | None, a
     if args.json:
         print(json.dumps({"search": query_figures, "sync": sync_figures, "ok": ok}, indent=2))
         return 0 if ok else 1
-    print(f"Search over {query_figures['bugs']:,} bugs, warm ({args.repeats} runs per query):")
+    print(
+        f"Search over {query_figures['bugs']:,} bugs in {query_figures['store']}, warm"
+        f" ({args.repeats} runs per query):"
+    )
     for row in query_figures["queries"]:
         print(
             f"  {row['ms']:>7.2f} ms ({row['cpu_ms']:>6.2f} CPU)  {row['total']:>6,} hits  "

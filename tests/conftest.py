@@ -85,19 +85,54 @@ def queue_url(request: pytest.FixtureRequest) -> Iterator[Secret | None]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run each test that uses ``store_backend`` once per store (SQLite, PostgreSQL)."""
     if "store_backend" in metafunc.fixturenames:
-        stores = ("sqlite",) if metafunc.definition.get_closest_marker("sqlite_only") else STORES
+        marked = metafunc.definition.get_closest_marker
+        stores = (
+            ("sqlite",)
+            if marked("sqlite_only")
+            else ("postgresql",)
+            if marked("postgresql_only")
+            else STORES
+        )
         metafunc.parametrize("store_backend", stores, indirect=True)
 
 
 @pytest.fixture
 def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """The mirror's store for this test: settings from ``make_settings`` point at it."""
+    previous = testsupport.STORE_URL  # a module's shared store (``module_store``) comes back
     if request.param == "sqlite":
-        yield "sqlite"
+        testsupport.STORE_URL = None
+        try:
+            yield "sqlite"
+        finally:
+            testsupport.STORE_URL = previous
         return
     with postgres_store() as url:
         testsupport.STORE_URL = url
         try:
             yield "postgresql"
         finally:
-            testsupport.STORE_URL = None
+            testsupport.STORE_URL = previous
+
+
+@pytest.fixture(scope="module", params=STORES)
+def module_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One store shared by a module's read-only tests, on each engine in turn.
+
+    For data synced once per module: ``make_settings`` points at this store while
+    the module runs (a test's own ``store_backend`` takes over during that test).
+    """
+    previous = testsupport.STORE_URL
+    if request.param == "sqlite":
+        testsupport.STORE_URL = None
+        try:
+            yield "sqlite"
+        finally:
+            testsupport.STORE_URL = previous
+        return
+    with postgres_store() as url:
+        testsupport.STORE_URL = url
+        try:
+            yield "postgresql"
+        finally:
+            testsupport.STORE_URL = previous

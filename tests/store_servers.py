@@ -3,7 +3,8 @@
 A test on PostgreSQL gets a schema of its own in one shared test database (the
 URL's ``options`` set its ``search_path``), dropped after the test. A module runs
 on both stores by using the ``store_backend`` fixture (``pytestmark``); a test of
-something only the SQLite file has is marked ``sqlite_only``.
+something only the SQLite file has is marked ``sqlite_only``; its PostgreSQL twin, if
+any, ``postgresql_only``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testsupport
 from peewee import Select, Value
 from testsupport import make_settings
 
@@ -22,13 +23,19 @@ from testio_sync.insights.analytics import MetricsQuery, run_query
 from testio_sync.insights.filters import EXECUTED_STATUSES, ReportFilters
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS, RATES, SEVERITY_WEIGHTS
 from testio_sync.insights.report import build_quality_report
-from testio_sync.insights.sql_dialect import SQLITE, TIME_GRAINS
+from testio_sync.insights.sql_dialect import (
+    TIME_GRAINS,
+    PostgresDialect,
+    SqliteDialect,
+    dialect_for,
+)
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.simulator.vocabulary import DEVICES
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_database, open_store
 from testio_sync.store.models import database
+from testio_sync.store.postgres import open_postgres
 from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncStatus, SyncTrigger
 
 Row = dict[str, Any]
@@ -36,9 +43,9 @@ Row = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def synced(
-    tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    """One home for the module, synced in process with bugs."""
+    """One home for the module (on each store), synced in process with bugs."""
     settings = make_settings(tmp_path_factory.mktemp("analytics") / "home", tiny_server[1])
     handle = SyncService(settings).execute_sync(
         phases=[*DEFAULT_PHASES, SyncPhase.BUGS], trigger=SyncTrigger.CLI, allow_in_process=True
@@ -50,7 +57,7 @@ def synced(
 @pytest.fixture
 def sim(synced: Settings, tiny_server: tuple[Simulator, str]) -> Simulator:
     """The simulator whose world the store mirrors, with the store bound again."""
-    open_database(synced.db_path)
+    open_store(synced)
     return tiny_server[0]
 
 
@@ -405,14 +412,22 @@ def test_an_unknown_product_names_the_fix(sim: Simulator) -> None:
 # -- the dialect seam ---------------------------------------------------------------------
 
 
-def test_time_buckets_match_pythons_calendar_over_seven_years(tmp_path: Path) -> None:
+def test_time_buckets_match_pythons_calendar_over_seven_years(
+    tmp_path: Path, store_backend: str
+) -> None:
     """ISO weeks across year ends (2020-W53, 2026-W01 starting in 2025) as Python has them."""
-    db = open_database(tmp_path / "cache.db")
+    if store_backend == "postgresql":
+        assert testsupport.STORE_URL is not None
+        db = open_postgres(testsupport.STORE_URL)
+    else:
+        db = open_database(tmp_path / "cache.db")
+    dialect = dialect_for(db)
+    assert isinstance(dialect, PostgresDialect if store_backend == "postgresql" else SqliteDialect)
     days = [date(2019, 12, 20) + timedelta(days=i) for i in range(0, 2600, 3)]
     with db.connection_context():
         for day in days:
             stamp = Value(f"{day.isoformat()}T23:59:59.999999Z")
-            select = Select(columns=[SQLITE.time_bucket(g, stamp) for g in TIME_GRAINS])
+            select = Select(columns=[dialect.time_bucket(g, stamp) for g in TIME_GRAINS])
             sql, params = database.get_sql_context().sql(select).query()
             year, week, _ = day.isocalendar()
             assert tuple(db.execute_sql(sql, params).fetchone()) == (

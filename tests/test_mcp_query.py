@@ -13,7 +13,7 @@ from testio_sync.insights.analytics import MetricsQuery, run_query
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS
 from testio_sync.mcp_server import build_server
 from testio_sync.settings import Settings
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 
 BUDGET = 1_500  # characters of JSON of the tool's tools/list entry
 
@@ -61,7 +61,7 @@ async def test_a_query_answers_what_the_engine_answers(synced: Settings) -> None
         result = await _call(client, args)
     assert not result.is_error, result.content[0].text
     assert json.loads(result.content[0].text) == result.structured_content
-    open_database(synced.db_path)
+    open_store(synced)
     want = run_query(
         MetricsQuery.parse(
             args["metrics"], args["dimensions"], args["filters"], limit=args["limit"]

@@ -24,7 +24,7 @@ from testio_sync.insights.report import (
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.store.models import ExploratoryTest, database
 from testio_sync.sync.types import SyncStatus, SyncTrigger
 
@@ -41,9 +41,10 @@ def synced_settings(home: Path, server: tuple[Simulator, str]) -> Settings:
 
 @pytest.fixture(scope="module")
 def synced(
-    tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    """One synced home for the module, its bugs fetched once by a first report."""
+    """One synced home for the module (on each store), its bugs fetched once by a first
+    report."""
     settings = synced_settings(tmp_path_factory.mktemp("report") / "home", tiny_server)
     asyncio.run(quality_report(ReportFilters.parse(all_products(tiny_server[0])), settings))
     return settings
@@ -52,7 +53,7 @@ def synced(
 @pytest.fixture
 def store(synced: Settings) -> Settings:
     """The module's store, bound again (other tests may have opened another database)."""
-    open_database(synced.db_path)
+    open_store(synced)
     return synced
 
 
@@ -326,7 +327,7 @@ def test_fresh_bugs_are_not_fetched_again(
 
 
 def test_stale_bugs_of_mutable_tests_are_refetched_and_immutable_ones_never(
-    tiny_server: tuple[Simulator, str], tmp_path: Path
+    tiny_server: tuple[Simulator, str], tmp_path: Path, store_backend: str
 ) -> None:
     """Past the TTL only tests whose bugs can still change are fetched again."""
     sim = tiny_server[0]
@@ -352,7 +353,7 @@ def test_stale_bugs_of_mutable_tests_are_refetched_and_immutable_ones_never(
 
 
 def test_a_failed_refresh_is_reported_and_stored_data_used(
-    fresh_server: tuple[Simulator, str], tmp_path: Path
+    fresh_server: tuple[Simulator, str], tmp_path: Path, store_backend: str
 ) -> None:
     """A revoked token does not fail the report: it says bugs were not refreshed."""
     sim = fresh_server[0]

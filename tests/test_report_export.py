@@ -24,7 +24,7 @@ from testio_sync.insights.series import monthly_series, top_features
 from testio_sync.mcp_server.server import build_server
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 
 BUCKETS = ("active_accepted", "auto_accepted", "rejected", "open")
 
@@ -35,9 +35,9 @@ def invoke(settings: Settings, *args: str, **env: str) -> Result:
 
 @pytest.fixture(scope="module")
 def synced(
-    tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    """One home for the module, synced with bugs through the CLI."""
+    """One home for the module (on each store), synced with bugs through the CLI."""
     settings = make_settings(tmp_path_factory.mktemp("export") / "home", tiny_server[1])
     result = invoke(settings, "sync", "--with-bugs", "--quiet")
     assert result.exit_code == 0, result.output
@@ -46,7 +46,7 @@ def synced(
 
 @pytest.fixture
 def store(synced: Settings) -> Iterator[Settings]:
-    open_database(synced.db_path)
+    open_store(synced)
     yield synced
 
 
@@ -193,7 +193,8 @@ def test_no_mirror_and_an_unwritable_output_are_one_line_errors(
     result = invoke(store, "report", "-f", "csv", "-o", str(tmp_path / "missing" / "r.csv"))
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: cannot write ") and result.stderr.count("\n") == 1
-    fresh = make_settings(tmp_path / "fresh", tiny_server[1])
+    # A home with no SQLite file (a PostgreSQL mirror always exists once reachable).
+    fresh = make_settings(tmp_path / "fresh", tiny_server[1], database_url=None)
     result = invoke(fresh, "report")
     assert result.exit_code == 1 and "testio-sync sync" in result.stderr
     assert result.stderr.count("\n") == 1

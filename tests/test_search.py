@@ -20,7 +20,7 @@ from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.simulator.render import Renderer
 from testio_sync.store import queries, save
-from testio_sync.store.db import close_database, open_database
+from testio_sync.store.db import close_database, open_store
 from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncStatus
 
 WITH_BUGS = (*DEFAULT_PHASES, SyncPhase.BUGS)
@@ -32,8 +32,10 @@ def sync(service: SyncService) -> None:
 
 
 @pytest.fixture(scope="module")
-def synced(tiny_server: tuple[Simulator, str], tmp_path_factory: Any) -> Iterator[Settings]:
-    """The tiny simulator synced once, bugs included (tests only read it)."""
+def synced(
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: Any
+) -> Iterator[Settings]:
+    """The tiny simulator synced once (on each store), bugs included (tests only read it)."""
     settings = make_settings(tmp_path_factory.mktemp("search") / "home", tiny_server[1])
     sync(SyncService(settings))
     yield settings
@@ -42,7 +44,7 @@ def synced(tiny_server: tuple[Simulator, str], tmp_path_factory: Any) -> Iterato
 
 @pytest.fixture
 def store(synced: Settings) -> Settings:
-    open_database(synced.db_path)  # other tests may have bound another file meanwhile
+    open_store(synced)  # other tests may have bound another store meanwhile
     return synced
 
 
@@ -95,6 +97,34 @@ def test_operators_are_words_in_simple_mode_and_syntax_in_raw_mode(store, tiny_s
     assert raw == either
     assert all_hits("checkout OR login", entities=["bug"]) == []  # "or" is just a word here
     assert all_hits('checkout AND NOT NEAR( "', entities=["bug"]) == []
+
+
+def test_raw_mode_means_the_same_on_every_store(store, tiny_server) -> None:
+    """NOT, parentheses, column filters and NEAR, against the simulator's own texts."""
+    sim = tiny_server[0]
+    texts = bug_texts(sim)
+    titles = {bid: json.loads(Renderer(sim.world).bug_bytes(bid))["title"] for bid in texts}
+
+    def has(word: str, text: str) -> bool:
+        return re.search(rf"\b{word}\b", text, re.I) is not None
+
+    def raw(query: str) -> set[int]:
+        return {hit["id"] for hit in all_hits(query, entities=["bug"], mode="raw")}
+
+    unless = {b for b, t in texts.items() if has("checkout", t) and not has("login", t)}
+    assert unless and raw("checkout NOT login") == unless
+    either_but = {
+        b
+        for b, t in texts.items()
+        if (has("checkout", t) or has("login", t)) and not has("typo", t)
+    }
+    assert raw("(checkout OR login) NOT typo") == either_but
+    in_title = {b for b, t in titles.items() if has("checkout", t)}
+    assert in_title and raw("title:checkout") == in_title
+    assert raw("{title body}: checkout") == raw("checkout")
+    near = raw("NEAR(checkout page)")
+    assert near and near <= {b for b, t in texts.items() if has("checkout", t) and has("page", t)}
+    assert raw("check*") >= raw("checkout")
 
 
 def test_the_last_word_is_a_prefix(store) -> None:
@@ -194,7 +224,7 @@ def test_status_check_reports_a_drifted_index_and_repair_fixes_it(store) -> None
 
 
 def test_upstream_deletions_and_a_scoped_nuke_leave_no_stale_hit(
-    fresh_server: tuple[Simulator, str], home: Path
+    fresh_server: tuple[Simulator, str], home: Path, store_backend: str
 ) -> None:
     sim, url = fresh_server
     service = SyncService(make_settings(home, url, cache_ttl_s=0))

@@ -23,7 +23,7 @@ from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.simulator.render import Renderer
 from testio_sync.simulator.vocabulary import feature_title
-from testio_sync.store.db import close_database, open_database
+from testio_sync.store.db import close_database, open_store
 from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase, SyncStatus
 
 BUCKET = {  # the simulator's truth buckets -> the store's status buckets
@@ -35,7 +35,9 @@ BUCKET = {  # the simulator's truth buckets -> the store's status buckets
 
 
 @pytest.fixture(scope="module")
-def synced(tiny_server: tuple[Simulator, str], tmp_path_factory: Any) -> Iterator[Settings]:
+def synced(
+    module_store: str, tiny_server: tuple[Simulator, str], tmp_path_factory: Any
+) -> Iterator[Settings]:
     settings = make_settings(tmp_path_factory.mktemp("views") / "home", tiny_server[1])
     result = SyncService(settings).execute_sync(
         (*DEFAULT_PHASES, SyncPhase.BUGS), allow_in_process=True
@@ -47,7 +49,7 @@ def synced(tiny_server: tuple[Simulator, str], tmp_path_factory: Any) -> Iterato
 
 @pytest.fixture
 def store(synced: Settings) -> Settings:
-    open_database(synced.db_path)
+    open_store(synced)
     return synced
 
 

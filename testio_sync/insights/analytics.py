@@ -26,8 +26,8 @@ from testio_sync.errors import UsageError
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS, Dimension
 from testio_sync.insights.report import require_products
-from testio_sync.insights.sql_dialect import SQLITE, Dialect
-from testio_sync.store import queries
+from testio_sync.insights.sql_dialect import Dialect, dialect_for, without_jit
+from testio_sync.store import backend, queries
 from testio_sync.store.models import Bug, BugDevice, ExploratoryTest, TestFeature, database
 from testio_sync.store.queries import store_call
 
@@ -327,18 +327,20 @@ def _scope_cte(query: MetricsQuery, src: _Sources) -> Any:
     columns = [t.id, t.created_by, t.submitted_by]
     columns += [DIMENSIONS[n].key(src).alias(n) for n in test_level]
     where, params = query.scope.where_sql("t")
-    conditions: list[Any] = [SQL(where, params)]
+    conditions: list[Any] = [SQL(backend.sql(where), params)]
     conditions += [
         _matches(DIMENSIONS[n].key(src), wanted) for n, wanted in query.filters if n in test_level
     ]
     return t.select(*columns).where(*conditions).cte("ts", materialized=True)
 
 
-def compile_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> Select:
+def compile_query(query: MetricsQuery, dialect: Dialect | None = None) -> Select:
     """One SELECT answering ``query``: its rows, each with ``total_rows``.
 
-    The scope's product ids must be filled in (``run_query`` does it).
+    The scope's product ids must be filled in (``run_query`` does it). The dialect
+    defaults to the bound database's.
     """
+    dialect = dialect or dialect_for()
     joins, bug_grouped = _joins(query)
     src = _Sources(joins, dialect)
     scope = _scope_cte(query, src)
@@ -417,11 +419,13 @@ def _scoped(query: MetricsQuery) -> MetricsQuery:
 def _fetch(query: MetricsQuery, dialect: Dialect) -> tuple[list[dict[str, Any]], int]:
     select = compile_query(query, dialect)
     sql, params = database.get_sql_context().sql(select).query()
-    cursor = database.execute_sql(sql, params)
+    with without_jit():
+        cursor = database.execute_sql(sql, params)
+        records = cursor.fetchall()
     names = [c[0] for c in cursor.description]
     rows: list[dict[str, Any]] = []
     total = 0
-    for record in cursor:
+    for record in records:
         row = dict(zip(names, record, strict=True))
         total = row.pop("total_rows")
         for name in query.metrics:
@@ -441,7 +445,7 @@ def _data_as_of(scope: ReportFilters) -> datetime | None:
     if tests_at is None:
         return None
     where, params = scope.where_sql("t")
-    (oldest,) = database.execute_sql(
+    (oldest,) = backend.execute(
         f"SELECT MIN(t.bugs_synced_at) FROM tests t WHERE {where} AND t.bugs_final = 0", params
     ).fetchone()
     if oldest is None:
@@ -469,7 +473,7 @@ def _period(scope: ReportFilters) -> dict[str, str | None]:
 
 
 @store_call("query metrics")
-def run_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> dict[str, Any]:
+def run_query(query: MetricsQuery, dialect: Dialect | None = None) -> dict[str, Any]:
     """``{rows, total_rows, data_as_of}``, plus a chart hint and the previous period's values.
 
     Raises:
@@ -477,6 +481,7 @@ def run_query(query: MetricsQuery, dialect: Dialect = SQLITE) -> dict[str, Any]:
         StoreError: the database cannot be read.
     """
     query = _scoped(query)
+    dialect = dialect or dialect_for()
     rows, total = _fetch(query, dialect)
     answer: dict[str, Any] = {**query.echo, "rows": rows, "total_rows": total}
     if query.compare_previous:
@@ -506,13 +511,19 @@ def _add_previous(query: MetricsQuery, rows: list[dict[str, Any]], dialect: Dial
             )
 
 
-def explain(query: MetricsQuery, dialect: Dialect = SQLITE) -> list[str]:
-    """SQLite's query plan of ``query`` (the benchmark prints it)."""
+def explain(query: MetricsQuery, dialect: Dialect | None = None) -> list[str]:
+    """The engine's query plan of ``query``, one line per step (the benchmark prints it).
+
+    SQLite's ``EXPLAIN QUERY PLAN`` details, or PostgreSQL's ``EXPLAIN`` text.
+    """
 
     @store_call("explain a metrics query")
     def plan() -> list[str]:
         scoped = _scoped(query)
         sql, params = database.get_sql_context().sql(compile_query(scoped, dialect)).query()
+        if backend.is_postgres():
+            with without_jit():
+                return [row[0] for row in database.execute_sql(f"EXPLAIN {sql}", params)]
         return [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     return plan()

@@ -14,6 +14,7 @@ from typing import Any
 
 from testio_sync.dates import parse_since, to_stored
 from testio_sync.errors import UsageError
+from testio_sync.store import backend
 
 TEST_STATUSES = (
     "initialized",
@@ -120,15 +121,20 @@ class ReportFilters:
         return out
 
     def where_sql(self, alias: str = "t") -> tuple[str, list[Any]]:
-        """The SQL condition selecting the tests in scope, and its parameters."""
-        clauses = [f"{alias}.product_id IN (SELECT value FROM json_each(?))"]
+        """The SQL condition selecting the tests in scope, and its parameters.
+
+        Our SQL form (``?`` marks) for the bound database: run it through
+        ``backend.execute`` or ``backend.sql``.
+        """
+        ids, texts = backend.id_list(), backend.text_list()
+        clauses = [f"{alias}.product_id IN {ids}"]
         params: list[Any] = [json.dumps(list(self.product_ids))]
         if self.test_ids is not None:
-            clauses.append(f"{alias}.id IN (SELECT value FROM json_each(?))")
+            clauses.append(f"{alias}.id IN {ids}")
             params.append(json.dumps(list(self.test_ids)))
             return " AND ".join(clauses), params
         if self.statuses is not None:
-            clauses.append(f"{alias}.status IN (SELECT value FROM json_each(?))")
+            clauses.append(f"{alias}.status IN {texts}")
             params.append(json.dumps(list(self.statuses)))
         if self.testing_type:
             clauses.append(f"{alias}.testing_type = ?")

@@ -22,10 +22,10 @@ from testio_sync.api.client import ApiClient
 from testio_sync.dates import parse_iso, to_iso, utc_now
 from testio_sync.errors import ApiError, UsageError
 from testio_sync.insights.filters import ReportFilters
+from testio_sync.insights.sql_dialect import without_jit
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
-from testio_sync.store import queries
-from testio_sync.store.models import database
+from testio_sync.store import backend, queries
 from testio_sync.store.queries import status_bucket, store_call
 from testio_sync.sync.lock import EntityLocks
 
@@ -219,9 +219,9 @@ def require_testing_type(filters: ReportFilters) -> None:
     """
     if not filters.testing_type:
         return
-    rows = database.execute_sql(
+    rows = backend.execute(
         "SELECT DISTINCT testing_type FROM tests WHERE testing_type IS NOT NULL"
-        " AND product_id IN (SELECT value FROM json_each(?)) ORDER BY 1",
+        f" AND product_id IN {backend.id_list()} ORDER BY 1",
         [json.dumps(list(filters.product_ids))],
     )
     known = [t for (t,) in rows]
@@ -236,7 +236,7 @@ def require_testing_type(filters: ReportFilters) -> None:
 @store_call("select the tests of a report")
 def scope_test_ids(filters: ReportFilters) -> list[int]:
     where, params = filters.where_sql()
-    rows = database.execute_sql(f"SELECT t.id FROM tests t WHERE {where}", params)
+    rows = backend.execute(f"SELECT t.id FROM tests t WHERE {where}", params)
     return [tid for (tid,) in rows]
 
 
@@ -265,48 +265,48 @@ def build_quality_report(
     total = _Section()
     sections = {pid: _Section() for pid in filters.product_ids}
 
-    tests = database.execute_sql(
-        f"SELECT t.product_id, t.status, t.testing_type, COUNT(*) FROM tests t WHERE {where}"
-        " GROUP BY 1, 2, 3",
-        params,
-    )
-    for pid, status, testing_type, n in tests:
-        for section in (sections[pid], total):
-            _add(section.tests_by_status, status or UNKNOWN, n)
-            _add(section.tests_by_type, testing_type or UNKNOWN, n)
+    with without_jit():  # one transaction for the four aggregates
+        tests = backend.execute(
+            f"SELECT t.product_id, t.status, t.testing_type, COUNT(*) FROM tests t WHERE {where}"
+            " GROUP BY 1, 2, 3",
+            params,
+        )
+        for pid, status, testing_type, n in tests:
+            for section in (sections[pid], total):
+                _add(section.tests_by_status, status or UNKNOWN, n)
+                _add(section.tests_by_type, testing_type or UNKNOWN, n)
 
-    bugs = database.execute_sql(
-        "SELECT t.product_id, b.status, b.auto_accepted, b.severity, b.reject_reason, COUNT(*)"
-        f" FROM bugs b JOIN tests t ON t.id = b.test_id WHERE {where} GROUP BY 1, 2, 3, 4, 5",
-        params,
-    )
-    for pid, status, auto, severity, reason, n in bugs:
-        bucket = status_bucket(status, bool(auto))
-        for section in (sections[pid], total):
-            section.bugs_by_status[bucket] += n
-            _add(section.bugs_by_severity, severity or UNKNOWN, n)
-            if bucket == "rejected":
-                _add(section.rejected_by_reason, reason or UNKNOWN, n)
+        bugs = backend.execute(
+            "SELECT t.product_id, b.status, b.auto_accepted, b.severity, b.reject_reason, COUNT(*)"
+            f" FROM bugs b JOIN tests t ON t.id = b.test_id WHERE {where} GROUP BY 1, 2, 3, 4, 5",
+            params,
+        )
+        for pid, status, auto, severity, reason, n in bugs:
+            bucket = status_bucket(status, bool(auto))
+            for section in (sections[pid], total):
+                section.bugs_by_status[bucket] += n
+                _add(section.bugs_by_severity, severity or UNKNOWN, n)
+                if bucket == "rejected":
+                    _add(section.rejected_by_reason, reason or UNKNOWN, n)
 
-    # Bugs of immutable tests never change, so only mutable tests age the bug data.
-    freshness = database.execute_sql(
-        "SELECT t.product_id, MIN(t.bugs_synced_at), SUM(t.bugs_synced_at IS NULL)"
-        f" FROM tests t WHERE {where} AND t.bugs_final = 0 GROUP BY 1",
-        params,
-    )
-    for pid, oldest, never in freshness:
-        for section in (sections[pid], total):
-            section.saw_bugs(_parse_time(oldest), int(never or 0))
-    products = database.execute_sql(
-        "SELECT id, name, tests_synced_at FROM products"
-        " WHERE id IN (SELECT value FROM json_each(?))",
-        [json.dumps(list(filters.product_ids))],
-    )
-    names: dict[int, str] = {}
-    for pid, name, tests_synced_at in products:
-        names[pid] = name
-        for section in (sections[pid], total):
-            section.saw_tests(_parse_time(tests_synced_at))
+        # Bugs of immutable tests never change, so only mutable tests age the bug data.
+        freshness = backend.execute(
+            "SELECT t.product_id, MIN(t.bugs_synced_at), COUNT(*) - COUNT(t.bugs_synced_at)"
+            f" FROM tests t WHERE {where} AND t.bugs_final = 0 GROUP BY 1",
+            params,
+        )
+        for pid, oldest, never in freshness:
+            for section in (sections[pid], total):
+                section.saw_bugs(_parse_time(oldest), int(never or 0))
+        products = backend.execute(
+            f"SELECT id, name, tests_synced_at FROM products WHERE id IN {backend.id_list()}",
+            [json.dumps(list(filters.product_ids))],
+        )
+        names: dict[int, str] = {}
+        for pid, name, tests_synced_at in products:
+            names[pid] = name
+            for section in (sections[pid], total):
+                section.saw_tests(_parse_time(tests_synced_at))
 
     report: dict[str, Any] = {
         "product_ids": list(filters.product_ids),

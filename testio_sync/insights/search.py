@@ -1,11 +1,11 @@
 """Full-text search over products, features, tests and bugs, ranked, with snippets.
 
 The request is parsed here, the same for every store; a backend turns it into
-its own query language (``SqliteSearch``: FTS5 over ``store.search_index``; a
-PostgreSQL backend would build a ``tsquery`` from the same ``Terms``). The
-``simple`` mode never lets user text reach the query language unquoted, so it
-cannot fail on syntax; ``raw`` passes FTS5 syntax through and reports its errors
-on one line.
+its own query language (``SqliteSearch``: FTS5 over ``store.search_index``;
+``PostgresSearch``: a ``tsquery`` over the ``words`` column, built by
+``insights.tsquery`` from the same ``Terms``). The ``simple`` mode never lets user
+text reach the query language unquoted, so it cannot fail on syntax; ``raw`` takes
+FTS5 syntax on both stores and reports its errors on one line.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import Any, Literal, Protocol
 
 from testio_sync.dates import to_iso
 from testio_sync.errors import UsageError
+from testio_sync.insights import tsquery
 from testio_sync.insights.filters import _day_text, parse_day
-from testio_sync.store import queries, search_index
+from testio_sync.insights.sql_dialect import without_jit
+from testio_sync.store import backend, queries, search_index
 from testio_sync.store.models import database
 from testio_sync.store.queries import store_call
 
@@ -134,21 +136,29 @@ def fts5_match(terms: Terms) -> str:
     return " ".join(parts)
 
 
+def _filters(request: SearchRequest, match: str) -> search_index.Filters:
+    return search_index.Filters(
+        match=match,
+        entities=request.entities,
+        product_ids=request.product_ids,
+        dated_from=_day_text(request.start_date) if request.start_date else None,
+        dated_before=(
+            _day_text(request.end_date + timedelta(days=1)) if request.end_date else None
+        ),
+    )
+
+
+def _syntax_error(reason: str) -> UsageError:
+    return UsageError(f"query is not valid FTS5 syntax ({reason})")
+
+
 class SqliteSearch:
     """The FTS5 backend over ``store.search_index``."""
 
     @store_call("search the cache")
     def search(self, request: SearchRequest) -> tuple[int, list[dict[str, Any]]]:
         match = fts5_match(request.terms) if request.terms else request.query
-        filters = search_index.Filters(
-            match=match,
-            entities=request.entities,
-            product_ids=request.product_ids,
-            dated_from=_day_text(request.start_date) if request.start_date else None,
-            dated_before=(
-                _day_text(request.end_date + timedelta(days=1)) if request.end_date else None
-            ),
-        )
+        filters = _filters(request, match)
         try:
             return search_index.search(
                 database,
@@ -159,18 +169,52 @@ class SqliteSearch:
             )
         except sqlite3.OperationalError as exc:
             if request.mode == "raw":
-                reason = str(exc).removeprefix("fts5: ")
-                raise UsageError(f"query is not valid FTS5 syntax ({reason})") from None
+                raise _syntax_error(str(exc).removeprefix("fts5: ")) from None
             raise
 
 
+def tsquery_text(request: SearchRequest) -> str:
+    """The request as ``tsquery`` text (raw mode: its FTS5 syntax translated).
+
+    Raises:
+        UsageError: a raw query that is not valid FTS5 syntax.
+    """
+    if request.terms:
+        return tsquery.simple(request.terms.phrases, request.terms.prefix_last)
+    try:
+        return tsquery.raw(request.query)
+    except SyntaxError as exc:
+        raise _syntax_error(str(exc.msg)) from None
+
+
+class PostgresSearch:
+    """The PostgreSQL backend: the ``search_docs.words`` tsvector and its GIN index."""
+
+    @store_call("search the cache")
+    def search(self, request: SearchRequest) -> tuple[int, list[dict[str, Any]]]:
+        filters = _filters(request, tsquery_text(request))
+        with without_jit():
+            return search_index.search(
+                database,
+                filters,
+                limit=request.limit,
+                offset=request.offset,
+                marks=(_OPEN, _CLOSE),
+            )
+
+
+def store_search() -> SearchBackend:
+    """The search backend of the bound store."""
+    return PostgresSearch() if backend.is_postgres() else SqliteSearch()
+
+
 @store_call("search the cache")
-def search(request: SearchRequest, backend: SearchBackend | None = None) -> dict[str, Any]:
+def search(request: SearchRequest, engine: SearchBackend | None = None) -> dict[str, Any]:
     """The search answer: ``total``, ranked ``results`` with snippets, ``data_as_of``.
 
     One connection for the whole answer: a new one starts with a cold page cache.
     """
-    total, hits = (backend or SqliteSearch()).search(request)
+    total, hits = (engine or store_search()).search(request)
     results = [
         {
             "entity": hit["entity"],

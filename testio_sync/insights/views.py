@@ -15,8 +15,7 @@ from typing import Any
 from testio_sync.dates import to_iso, utc_now
 from testio_sync.errors import UsageError
 from testio_sync.insights.report import compute_rates
-from testio_sync.store import queries
-from testio_sync.store.models import database
+from testio_sync.store import backend, queries
 from testio_sync.store.normalize import utc_text
 from testio_sync.store.queries import STATUS_BUCKETS, status_bucket, store_call
 
@@ -24,11 +23,11 @@ FEATURE_SORTS = ("title", "tests", "bugs")
 USER_KINDS = ("tester", "customer")
 USER_SORTS = ("activity", "name", "last_seen")
 MAX_TESTS_SHOWN = 20
-_IDS = "(SELECT value FROM json_each(?))"
 
 
 def _rows(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    return list(database.execute_sql(sql, list(params)).fetchall())
+    """The rows of one statement of our SQL (``?`` marks), on either store."""
+    return list(backend.execute(sql, params).fetchall())
 
 
 def _as_of(product_ids: Sequence[int] | None) -> str | None:
@@ -112,7 +111,7 @@ def list_features(
         "bugs": "bugs DESC, f.title, f.id",
     }[sort_by]
     sql = (
-        "SELECT f.id, f.title, json_array_length(f.user_stories),"
+        "SELECT f.id, f.title, f.user_stories,"
         " coalesce(t.n, 0) AS tests, coalesce(b.n, 0) AS bugs FROM features f"
         " LEFT JOIN (SELECT tf.feature_id, COUNT(DISTINCT tf.test_id) AS n FROM test_features tf"
         "   JOIN tests ON tests.id = tf.test_id WHERE tests.product_id = ?"
@@ -123,6 +122,8 @@ def list_features(
     )
     keys = ("id", "title", "user_stories", "tests", "bugs")
     rows = [dict(zip(keys, row, strict=True)) for row in _rows(sql, [product_id] * 3)]
+    for row in rows:  # stored as JSON text: counted here, the same on every store
+        row["user_stories"] = len(json.loads(row["user_stories"] or "[]"))
     return {
         "product_id": product_id,
         **_paged("features", rows, limit, offset),
@@ -184,7 +185,7 @@ SELECT kind, name, SUM(bugs), SUM(created), SUM(submitted), MIN(at), MAX(at) FRO
   UNION ALL
   SELECT 'customer', submitted_by, 0, 0, 1, start_at FROM tests
    WHERE submitted_by IS NOT NULL AND {test_scope}
-) GROUP BY kind, name
+) AS activity GROUP BY kind, name
 """
 _USER_KEYS = (
     "kind",
@@ -203,9 +204,9 @@ def _user_rows(product_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     First and last seen are their activity dates: bug reports, or test starts.
     """
     if product_ids is None:
-        sql, params = _USERS_SQL.format(bug_scope="1", test_scope="1"), []
+        sql, params = _USERS_SQL.format(bug_scope="1 = 1", test_scope="1 = 1"), []
     else:
-        scope = f"product_id IN {_IDS}"
+        scope = f"product_id IN {backend.id_list()}"
         sql = _USERS_SQL.format(bug_scope=scope, test_scope=scope)
         params = [json.dumps(list(product_ids))] * 3
     users = [dict(zip(_USER_KEYS, row, strict=True)) for row in _rows(sql, params)]
@@ -264,10 +265,10 @@ def user_summary(name: str) -> dict[str, Any]:
     if not roles:
         raise UsageError(f"User {name!r} is not in the local cache; list_users shows names.")
     products = _rows(
-        "SELECT product_id FROM bugs WHERE author_name = ?1 UNION"
-        " SELECT product_id FROM tests WHERE created_by = ?1 OR submitted_by = ?1"
+        "SELECT product_id FROM bugs WHERE author_name = ? UNION"
+        " SELECT product_id FROM tests WHERE created_by = ? OR submitted_by = ?"
         " ORDER BY 1",
-        [name],
+        [name] * 3,
     )
     out: dict[str, Any] = {"name": name, "roles": roles, "product_ids": [p for (p,) in products]}
     if any(u["kind"] == "tester" for u in roles):
@@ -361,9 +362,10 @@ def product_summary(product_id: int, *, now: datetime | None = None) -> dict[str
     since_30, since_90 = (utc_text(now - timedelta(days=d)) for d in (30, 90))
     (features,) = _rows("SELECT COUNT(*) FROM features WHERE product_id = ?", [product_id])[0]
     tests, last_30, last_90, last_end = _rows(
-        "SELECT COUNT(*), SUM(end_at >= ?1 AND end_at <= ?3), SUM(end_at >= ?2 AND end_at <= ?3),"
-        " MAX(CASE WHEN end_at <= ?3 THEN end_at END) FROM tests WHERE product_id = ?4",
-        [since_30, since_90, stamp, product_id],
+        "SELECT COUNT(*), COUNT(CASE WHEN end_at >= ? AND end_at <= ? THEN 1 END),"
+        " COUNT(CASE WHEN end_at >= ? AND end_at <= ? THEN 1 END),"
+        " MAX(CASE WHEN end_at <= ? THEN end_at END) FROM tests WHERE product_id = ?",
+        [since_30, stamp, since_90, stamp, stamp, product_id],
     )[0]
     by_status = dict(
         _rows(

@@ -1,4 +1,4 @@
-"""The full-text index over products, features, tests and bugs (SQLite FTS5).
+"""The full-text index over products, features, tests and bugs (SQLite FTS5, PostgreSQL).
 
 Two tables. ``search_docs`` holds one document per entity: its index key
 (``rowid = id * 4 + kind``), entity, id, product, date and the indexed text.
@@ -23,6 +23,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import peewee
 
 from testio_sync.store import backend
 
@@ -117,7 +119,11 @@ class _Cursor:
         self._conn = conn
 
     def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
-        self._cur.execute(backend.sql(text, self._conn), list(params))
+        if backend.is_postgres(self._conn):  # psycopg's errors as peewee's, as execute_sql
+            with peewee.__exception_wrapper__:
+                self._cur.execute(backend.sql(text, self._conn), list(params))
+        else:  # sqlite3's own errors: the FTS5 search reads a syntax error from them
+            self._cur.execute(backend.sql(text, self._conn), list(params))
         return self._cur
 
     def executemany(self, text: str, rows: Iterable[Sequence[Any]]) -> Any:
@@ -265,7 +271,8 @@ SNIPPET_WORDS = 12
 
 @dataclass(frozen=True)
 class Filters:
-    """What a search keeps: FTS5 ``match`` text, entities, products, ``dated`` bounds."""
+    """What a search keeps: the query text (FTS5 MATCH text on SQLite, ``tsquery`` text
+    on PostgreSQL), entities, products, ``dated`` bounds."""
 
     match: str
     entities: tuple[str, ...] = ENTITIES
@@ -302,11 +309,14 @@ class Filters:
 def search(
     conn: Any, filters: Filters, *, limit: int, offset: int, marks: tuple[str, str]
 ) -> tuple[int, list[dict[str, Any]]]:
-    """All matches counted, and one page ranked by BM25 (title weighted above body).
+    """All matches counted, and one page ranked with the title weighted above the body.
 
+    ``filters.match`` is FTS5 MATCH text on SQLite and ``tsquery`` text on PostgreSQL.
     The page is ranked on the index alone; snippets and titles are read for the
     page's rows only. Raises ``sqlite3.OperationalError`` for a bad MATCH text.
     """
+    if backend.is_postgres(conn):
+        return _search_pg(conn, filters, limit=limit, offset=offset, marks=marks)
     source, where, params = filters.where()
     cur = _cursor(conn)
     (total,) = cur.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", params).fetchone()
@@ -331,3 +341,85 @@ def search(
     return int(total), [
         {**dict(zip(keys, by_key[key], strict=True)), "rank": score} for key, score in ranked
     ]
+
+
+# PostgreSQL: ``ts_rank`` weights are {D, C, B, A}: body (B) to title (A) as BM25's 1:5;
+# normalization 1 divides by 1 + log(length), as BM25 damps long documents.
+_PG_RANK = f"ts_rank('{{0, 0, {BODY_WEIGHT / TITLE_WEIGHT}, 1}}', d.words, q.q, 1)"
+_PG_QUERY = "CROSS JOIN to_tsquery('english', ?) AS q(q)"
+
+
+def _where_pg(conn: Any, filters: Filters) -> tuple[str, list[Any]]:
+    """The condition on ``search_docs d`` and the filters' parameters (after the query's)."""
+    clauses = ["d.words @@ q.q"]
+    params: list[Any] = []
+    if set(filters.entities) != set(ENTITIES):
+        clauses.append(f"d.entity IN {backend.text_list(conn)}")
+        params.append(json.dumps(sorted(set(filters.entities))))
+    if filters.product_ids is not None:
+        clauses.append(f"d.product_id IN {backend.id_list(conn)}")
+        params.append(json.dumps(list(filters.product_ids)))
+    if filters.dated_from is not None:
+        clauses.append("d.dated >= ?")
+        params.append(filters.dated_from)
+    if filters.dated_before is not None:
+        clauses.append("d.dated < ?")
+        params.append(filters.dated_before)
+    return " AND ".join(clauses), params
+
+
+def _search_pg(
+    conn: Any, filters: Filters, *, limit: int, offset: int, marks: tuple[str, str]
+) -> tuple[int, list[dict[str, Any]]]:
+    """``search`` on the ``words`` column: ``@@`` under its GIN index, ``ts_rank``,
+    ``ts_headline`` for the page's snippets."""
+    where, params = _where_pg(conn, filters)
+    cur = _cursor(conn)
+    source = f"search_docs d {_PG_QUERY}"
+    (total,) = cur.execute(
+        f"SELECT COUNT(*) FROM {source} WHERE {where}", [filters.match, *params]
+    ).fetchone()
+    if not total:
+        return 0, []
+    ranked = cur.execute(
+        f"SELECT d.rowid, -{_PG_RANK} AS score FROM {source} WHERE {where}"
+        " ORDER BY score, d.rowid LIMIT ? OFFSET ?",
+        [filters.match, *params, limit, offset],
+    ).fetchall()
+    if not ranked:
+        return int(total), []
+    marked = f"StartSel={marks[0]}, StopSel={marks[1]}"
+    # The snippet comes from the title when the title matches (all of it: titles are short),
+    # else from the body (FTS5's ``snippet`` also picks one column).
+    details = cur.execute(
+        "SELECT d.rowid, d.entity, d.entity_id, d.title, CASE"
+        " WHEN to_tsvector('english', d.title) @@ q.q THEN ts_headline('english', d.title, q.q, ?)"
+        " ELSE ts_headline('english', d.body, q.q, ?) END, d.product_id, d.dated,"
+        " to_tsvector('english', d.title) @@ q.q, d.body"
+        f" FROM {source} WHERE d.rowid IN {backend.id_list(conn)}",
+        [
+            f"{marked}, HighlightAll=true",
+            f"{marked}, MaxWords={SNIPPET_WORDS}, MinWords=5",
+            filters.match,
+            json.dumps([key for key, _ in ranked]),
+        ],
+    )
+    by_key: dict[int, tuple[Any, ...]] = {}
+    for rowid, entity, eid, title, snippet, pid, dated, in_title, body in details.fetchall():
+        text = title if in_title else body
+        by_key[rowid] = (entity, eid, title, _ellipsis(snippet, text, marks), pid, dated)
+    keys = ("entity", "id", "title", "snippet", "product_id", "dated")
+    return int(total), [
+        {**dict(zip(keys, by_key[key], strict=True)), "rank": score} for key, score in ranked
+    ]
+
+
+def _ellipsis(snippet: str, text: str, marks: tuple[str, str]) -> str:
+    """``…`` where the snippet cuts the text, as FTS5's ``snippet`` marks it."""
+    plain = " ".join(snippet.replace(marks[0], "").replace(marks[1], "").split())
+    whole = " ".join(text.split())
+    if not plain or plain == whole:
+        return snippet
+    head = "" if whole.startswith(plain) else "…"
+    tail = "" if whole.endswith(plain) else "…"
+    return f"{head}{snippet}{tail}"

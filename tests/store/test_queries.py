@@ -235,6 +235,7 @@ def test_database_errors_become_store_errors(catalog, db) -> None:
         queries.list_bugs()
 
 
+@pytest.mark.sqlite_only  # the SQLite file on disk
 def test_db_file_size_counts_the_file_and_its_log(catalog, db_path) -> None:
     """Size on disk, zero for a missing file."""
     assert queries.db_file_size(db_path) >= db_path.stat().st_size > 0

@@ -7,12 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import testsupport
 
 from testio_sync.insights import search as full_text
 from testio_sync.store import queries, save, search_index
 from testio_sync.store.db import backup_database, close_database, open_database, restore_entities
 from testio_sync.store.migrations import SCHEMA_VERSION
 from testio_sync.store.models import database
+from testio_sync.store.postgres import close_postgres, open_postgres
 
 from . import payloads as api
 
@@ -99,6 +101,7 @@ def test_a_scoped_wipe_drops_only_that_products_documents(shop) -> None:
     assert_exact()
 
 
+@pytest.mark.sqlite_only  # a restore reads a SQLite backup file
 def test_a_restore_rebuilds_the_index_from_the_restored_rows(shop, db_path: Path, now) -> None:
     backup = backup_database(db_path, db_path.with_name("backup.db"))
     save.wipe()
@@ -123,6 +126,7 @@ def test_the_check_sees_a_missing_a_stale_and_a_changed_document_and_repair_fixe
     assert_exact()
 
 
+@pytest.mark.sqlite_only  # FTS5's own words and its integrity check
 def test_the_check_sees_words_that_differ_from_the_documents(shop) -> None:
     with database.connection_context():
         database.cursor().execute("DELETE FROM search_docs WHERE rowid = 1001 * 4 + 3")
@@ -131,6 +135,22 @@ def test_the_check_sees_words_that_differ_from_the_documents(shop) -> None:
         )
     check = queries.check_search_index()
     assert not check.fts_ok and not check.ok
+
+
+@pytest.mark.postgresql_only
+def test_postgresql_words_follow_their_document_and_the_check_sees_the_change(shop) -> None:
+    """The twin of the FTS5 integrity check: PostgreSQL derives ``words`` from the row, so
+    an edited document is searched by its new text at once, and the check calls it changed."""
+    with database.connection_context():
+        database.execute_sql(
+            "UPDATE search_docs SET title = 'Ocelot sighting' WHERE rowid = 1002 * 4 + 3"
+        )
+    assert hits("ocelot") == [("bug", 1002)] and hits("zebra") == []
+    check = queries.check_search_index()
+    assert (check.changed, check.fts_ok, check.ok) == (1, True, False)
+    save.rebuild_search_index()
+    assert hits("zebra") == [("bug", 1002)] and hits("ocelot") == []
+    assert_exact()
 
 
 ANALYTICS_SCHEMA_UNDONE = """
@@ -143,6 +163,7 @@ DROP TABLE sync_lock; ALTER TABLE sync_events DROP COLUMN owner_host;
 """
 
 
+@pytest.mark.sqlite_only  # the SQLite file's schema; its PostgreSQL twin follows
 def test_the_migration_indexes_a_store_written_before_the_index_existed(
     shop, db_path: Path
 ) -> None:
@@ -154,6 +175,38 @@ def test_the_migration_indexes_a_store_written_before_the_index_existed(
     open_database(db_path)
     with database.connection_context():
         assert database.execute_sql("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert hits("zebra") == [("bug", 1002)]
+    assert hits("travel") == [("product", 2)]
+    assert_exact()
+
+
+PG_BACK_TO_VERSION_3 = [
+    "DROP TABLE search_docs",
+    'DROP TRIGGER "bugs_devices" ON "bugs"',
+    'DROP TRIGGER "tests_environment" ON "tests"',
+    'DROP TABLE "bug_devices"',
+    'DROP FUNCTION "testio_bug_devices"()',
+    'DROP FUNCTION "testio_test_environment"()',
+    'DROP INDEX "tests_analytics"',
+    'DROP INDEX "bugs_analytics"',
+    'DROP INDEX "test_features_analytics"',
+    'ALTER TABLE "tests" DROP COLUMN "environment_title", DROP COLUMN "end_week"',
+    'UPDATE "testio_schema" SET "version" = 3',
+]
+
+
+@pytest.mark.postgresql_only
+def test_the_postgresql_migration_indexes_a_store_written_before_the_index_existed(shop) -> None:
+    assert testsupport.STORE_URL is not None
+    with database.connection_context():
+        for statement in PG_BACK_TO_VERSION_3:
+            database.execute_sql(statement)
+    close_postgres(testsupport.STORE_URL)
+    db = open_postgres(testsupport.STORE_URL)
+    with db.connection_context():
+        assert db.execute_sql('SELECT "version" FROM "testio_schema"').fetchone()[0] == (
+            SCHEMA_VERSION
+        )
     assert hits("zebra") == [("bug", 1002)]
     assert hits("travel") == [("product", 2)]
     assert_exact()
