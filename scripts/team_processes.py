@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psutil
+
 from testio_sync.settings import Secret, Settings, redact_url
 from testio_sync.tasks.liveness import worker_pids
 
@@ -128,16 +130,24 @@ class Team:
 
     # -- processes ---------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Started:
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        split_stderr: bool = False,
+    ) -> Started:
+        """Start ``argv``; its output goes to ``<name>.log`` (stderr to ``.err`` if split)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.home.parent / f"{name}.log"
-        with log.open("ab") as sink:
+        with log.open("ab") as sink, log.with_suffix(".err").open("ab") as errors:
             proc = subprocess.Popen(
                 argv,
                 env=env or self.env(),
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
-                stderr=subprocess.STDOUT,
+                stderr=errors if split_stderr else subprocess.STDOUT,
                 start_new_session=True,  # our Ctrl-C is not theirs: we stop them ourselves
             )
         started = Started(name, proc, log)
@@ -166,12 +176,12 @@ class Team:
         root = self.api_base_url.removesuffix("/customer/v2")
         return dict(get_json(f"{root}/_simulator/truth"))
 
-    def start_workers(self, count: int) -> list[Started]:
+    def start_workers(self, count: int, env: dict[str, str] | None = None) -> list[Started]:
         """``testio-sync worker`` processes, returned once each holds a worker slot."""
         before = len(worker_pids(self.settings().worker_lock_path))
         workers = []
         for n in range(count):
-            worker = self.spawn(f"worker{n + 1}", [*CLI, "worker"])
+            worker = self.spawn(f"worker{n + 1}", [*CLI, "worker"], env=env)
             workers.append(worker)
             wait_until(
                 lambda w=worker: (
@@ -229,18 +239,37 @@ class Team:
         _signal_group(proc, signal.SIGKILL)  # a child it left behind (none expected)
 
     def stop_all(self) -> None:
-        """Stop every process this team started, newest first; the queue is emptied too."""
+        """Stop every process this team started and their children; empty the queue.
+
+        A server's own worker runs in a session of its own, so it is found as a
+        child of the server, not by its process group.
+        """
+        children = [child for started in self.started for child in _descendants(started.proc)]
         for started in reversed(self.started):
             if started.proc.poll() is None:
                 _signal_group(started.proc, signal.SIGTERM)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
         deadline = time.monotonic() + STOP_GRACE_S
         for started in reversed(self.started):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 started.proc.wait(max(0.1, deadline - time.monotonic()))
             _signal_group(started.proc, signal.SIGKILL)
             started.proc.wait(5)
+        _, alive = psutil.wait_procs(children, timeout=max(0.1, deadline - time.monotonic()))
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         self.started.clear()
         clean_queue(self.settings())
+
+
+def _descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(proc.pid).children(recursive=True))
+    except psutil.Error:
+        return []
 
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
