@@ -204,6 +204,8 @@ async def one_client(
             samples.append(Sample(tool, time.perf_counter() - started, ok, during))
             if problem and len(errors) < 5:
                 errors.append(problem[:300])
+            if clock["think_s"]:
+                await asyncio.sleep(rng.uniform(0.5, 1.5) * clock["think_s"])
 
 
 async def run_clients(
@@ -212,13 +214,18 @@ async def run_clients(
     seconds: float,
     product_ids: list[int],
     start_sync: Callable[[], Callable[[], bool]],
+    think_s: float = 0.0,
 ) -> tuple[list[Sample], list[str], float]:
-    """Connect ``count`` clients (round robin over ``urls``), start the sync, then load."""
+    """Connect ``count`` clients (round robin over ``urls``), start the sync, then load.
+
+    Each client waits ``think_s`` on average (0.5x to 1.5x) between calls; 0 calls
+    back to back, which measures a saturated server rather than one call's cost.
+    """
     samples: list[Sample] = []
     errors: list[str] = []
     ready: asyncio.Queue[int] = asyncio.Queue()
     go = asyncio.Event()
-    clock: dict[str, Any] = {}
+    clock: dict[str, Any] = {"think_s": think_s}
     async with asyncio.TaskGroup() as group:
         for index in range(count):
             url = urls[index % len(urls)]
@@ -254,7 +261,7 @@ def run_setup(
     sync = BackgroundSync(team, name)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     samples, errors, took = asyncio.run(
-        run_clients(urls, args.clients, args.seconds, product_ids, sync.start)
+        run_clients(urls, args.clients, args.seconds, product_ids, sync.start, args.think_ms / 1000)
     )
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     result.client_cpu_s = round(
@@ -360,8 +367,9 @@ def product_ids_of(team: Team) -> list[int]:
 
 
 def render(results: list[SetupResult], args: argparse.Namespace) -> str:
+    pace = f"{args.think_ms:g} ms think time" if args.think_ms else "calls back to back"
     head = (
-        f"Load: {args.clients} MCP clients for {args.seconds:g} s, scale {args.scale}, "
+        f"Load: {args.clients} MCP clients ({pace}) for {args.seconds:g} s, scale {args.scale}, "
         f"during `sync --with-bugs --force` (target: 0 errors, p95 under {TARGET_P95_MS:g} ms)"
     )
     lines = [head]
@@ -418,6 +426,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration")
     parser.add_argument("--clients", type=int, default=30, help="concurrent MCP clients")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean pause of each client between calls (0: back to back, a saturation test)",
+    )
     parser.add_argument("--scale", default="large", choices=("tiny", "seed", "large"))
     parser.add_argument("--latency-ms", type=float, default=0.0, help="simulator latency")
     parser.add_argument("--sync-timeout", type=float, default=900.0, metavar="S")
@@ -426,8 +440,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.queue_url.startswith(("redis://", "postgresql://", "postgres://")):
         parser.error("--queue-url must be a redis:// or postgresql:// URL (the team's queue)")
-    if args.seconds <= 0 or args.clients < 1:
-        parser.error("--seconds must be positive and --clients at least 1")
+    if args.seconds <= 0 or args.clients < 1 or args.think_ms < 0:
+        parser.error("--seconds must be positive, --clients at least 1, --think-ms at least 0")
     return args
 
 
@@ -455,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {
             "clients": args.clients,
+            "think_ms": args.think_ms,
             "seconds": args.seconds,
             "scale": args.scale,
             "target": {"errors": 0, "p95_ms_under": TARGET_P95_MS},
