@@ -112,6 +112,7 @@ class SetupResult:
     sync_counts: dict[str, int] = field(default_factory=dict)
     load_s: float = 0.0
     client_cpu_s: float = 0.0
+    load_average: float = 0.0  # 1-minute load average at the end of the load: a busy machine
     per_tool: dict[str, Figures] = field(default_factory=dict)
     overall: Figures | None = None
     during_sync: Figures | None = None
@@ -268,6 +269,7 @@ def run_setup(
         cpu_after.ru_utime - cpu_before.ru_utime + cpu_after.ru_stime - cpu_before.ru_stime, 1
     )
     result.load_s = round(took, 1)
+    result.load_average = round(os.getloadavg()[0], 1)
     outcome = sync.wait(args.sync_timeout)
     result.sync_status = str(outcome.get("status", f"exit {sync.started.proc.returncode}"))
     result.sync_s = round(sync.duration_s, 1)
@@ -398,7 +400,7 @@ def render(results: list[SetupResult], args: argparse.Namespace) -> str:
             f"{result.name}: first sync (setup) {result.prefill_s:.1f} s; forced sync "
             f"{result.sync_status} in {result.sync_s:.1f} s (run {result.sync_job_s:.1f} s, "
             f"{result.sync_counts.get('bugs_refreshed', 0):,} bugs); load {result.load_s:.1f} s; "
-            f"client CPU {result.client_cpu_s:.1f} s"
+            f"client CPU {result.client_cpu_s:.1f} s; load average {result.load_average:.1f}"
             + ("" if result.queue_cleaned is None else f"; queue cleaned: {result.queue_cleaned}")
         )
         for problem in result.first_errors:
