@@ -34,11 +34,13 @@ from team_processes import (
     DEFAULT_REDIS_QUEUE,
     Interrupted,
     Team,
+    check_queue,
     queue_in_use,
     raise_on_signals,
     wait_until,
 )
 
+from testio_sync.errors import TestioSyncError
 from testio_sync.settings import redact_url
 
 COMPARED = ("products", "features", "tests", "bugs", "users")
@@ -248,6 +250,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_on_signals()
+    try:
+        check_queue(args.queue_url)
+    except TestioSyncError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.home is not None:
             args.home.mkdir(parents=True, exist_ok=True)

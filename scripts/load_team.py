@@ -50,10 +50,12 @@ from team_processes import (
     Interrupted,
     Started,
     Team,
+    check_queue,
     queue_in_use,
     raise_on_signals,
 )
 
+from testio_sync.errors import TestioSyncError
 from testio_sync.settings import redact_url
 
 TARGET_P95_MS = 150.0
@@ -261,9 +263,17 @@ def run_setup(
     result.prefill_s = round(time.monotonic() - began, 1)
     sync = BackgroundSync(team, name)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    samples, errors, took = asyncio.run(
-        run_clients(urls, args.clients, args.seconds, product_ids, sync.start, args.think_ms / 1000)
-    )
+    try:
+        samples, errors, took = asyncio.run(
+            run_clients(
+                urls, args.clients, args.seconds, product_ids, sync.start, args.think_ms / 1000
+            )
+        )
+    except ExceptionGroup as group:  # a client that could not connect stops the load
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise RuntimeError(f"{name}: a client failed to start: {first}") from None
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     result.client_cpu_s = round(
         cpu_after.ru_utime - cpu_before.ru_utime + cpu_after.ru_stime - cpu_before.ru_stime, 1
@@ -450,6 +460,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_on_signals()
+    try:
+        check_queue(args.queue_url)
+    except TestioSyncError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     results: list[SetupResult] = []
     try:
         with tempfile.TemporaryDirectory(prefix="testio-load-") as folder:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from testio_sync.errors import TestioSyncError
 from testio_sync.settings import Secret, Settings, redact_url
 from testio_sync.tasks.liveness import worker_pids
 
@@ -262,7 +264,10 @@ class Team:
             with contextlib.suppress(psutil.Error):
                 child.kill()
         self.started.clear()
-        clean_queue(self.settings())
+        try:
+            clean_queue(self.settings())
+        except TestioSyncError as exc:  # the error that stopped the run matters more
+            print(f"Warning: the queue was not cleaned: {exc}", file=sys.stderr)
 
 
 def _descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -275,6 +280,18 @@ def _descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signum)  # start_new_session: its pid is its group's id
+
+
+def check_queue(queue_url: str) -> None:
+    """Reach the queue's server once, before anything starts.
+
+    Raises:
+        ConfigError: the server cannot be reached or its driver is missing (one line).
+    """
+    from testio_sync.tasks.queue import configure
+
+    with tempfile.TemporaryDirectory() as home:
+        configure(Settings(home=Path(home), queue_url=Secret(queue_url)))
 
 
 def clean_queue(settings: Settings) -> None:
