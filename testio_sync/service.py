@@ -29,7 +29,7 @@ from testio_sync.errors import (
 )
 from testio_sync.settings import Settings
 from testio_sync.store import queries
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.store.models import SyncEvent
 from testio_sync.sync import runs
 from testio_sync.sync.account import request_account
@@ -237,7 +237,7 @@ class SyncService:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.settings.ensure_home()
-        open_database(self.settings.db_path)
+        open_store(self.settings)
         tasks.configure(self.settings)
 
     # -- requests ------------------------------------------------------------------

@@ -179,6 +179,32 @@ def queue_url_from_env(env: Mapping[str, str] | None = None) -> Secret | None:
     return Secret(raw)
 
 
+DATABASE_SCHEMES = ("postgresql", "postgres")
+
+
+def database_url_from_env(env: Mapping[str, str] | None = None) -> Secret | None:
+    """``TESTIO_SYNC_DATABASE_URL``: unset is the SQLite ``cache.db``; else a PostgreSQL URL.
+
+    Raises:
+        ConfigError: not a PostgreSQL URL (the message hides its password).
+    """
+    env = os.environ if env is None else env
+    raw = env.get("TESTIO_SYNC_DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError:
+        raise ConfigError(f"TESTIO_SYNC_DATABASE_URL is not a URL: {redact_url(raw)}") from None
+    if parts.scheme not in DATABASE_SCHEMES or not parts.path.strip("/"):
+        raise ConfigError(
+            "TESTIO_SYNC_DATABASE_URL must be postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, "
+            f"got {redact_url(raw)}"
+        )
+    return Secret(raw)
+
+
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
     """``name`` as a fraction between 0 and 1."""
     value = float(_number(env, name, default, kind=float))
@@ -225,6 +251,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     queue_url: Secret | None = field(default=None, repr=False)  # None: SQLite queue.db
+    database_url: Secret | None = field(default=None, repr=False)  # None: SQLite cache.db
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -271,6 +298,7 @@ class Settings:
             allowed_hosts=_addresses(env, "TESTIO_SYNC_ALLOWED_HOSTS", origins=False),
             allowed_origins=_addresses(env, "TESTIO_SYNC_ALLOWED_ORIGINS", origins=True),
             queue_url=queue_url_from_env(env),
+            database_url=database_url_from_env(env),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -293,11 +321,19 @@ class Settings:
         if self.api_token:
             env["TESTIO_CUSTOMER_API_TOKEN"] = self.api_token.reveal()
         env["TESTIO_SYNC_QUEUE_URL"] = self.queue_url.reveal() if self.queue_url else ""
+        env["TESTIO_SYNC_DATABASE_URL"] = self.database_url.reveal() if self.database_url else ""
         return env
 
     @property
     def db_path(self) -> Path:
         return self.home / "cache.db"
+
+    @property
+    def store_label(self) -> str:
+        """Where the mirror is, for people: the file, or the server's URL without its password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        return redact_url(self.database_url.reveal())
 
     @property
     def queue_path(self) -> Path:

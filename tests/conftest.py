@@ -24,7 +24,9 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import pytest  # noqa: E402
+import testsupport  # noqa: E402
 from queue_servers import BACKENDS, queue_url_for  # noqa: E402
+from store_servers import STORES, postgres_store  # noqa: E402
 from testsupport import TOKEN, make_settings, start_consumer, stop_consumer  # noqa: E402
 
 from testio_sync.settings import Secret, Settings  # noqa: E402
@@ -55,7 +57,11 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(home: Path, tiny_server: tuple[Simulator, str]) -> Settings:
+def settings(
+    request: pytest.FixtureRequest, home: Path, tiny_server: tuple[Simulator, str]
+) -> Settings:
+    if "store_backend" in request.fixturenames:  # its store first: the settings name it
+        request.getfixturevalue("store_backend")
     return make_settings(home, tiny_server[1])
 
 
@@ -74,3 +80,24 @@ def queue_url(request: pytest.FixtureRequest) -> Iterator[Secret | None]:
     """Each queue backend in turn: SQLite, then Redis and PostgreSQL when reachable."""
     with queue_url_for(request.param) as url:
         yield Secret(url) if url else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses ``store_backend`` once per store (SQLite, PostgreSQL)."""
+    if "store_backend" in metafunc.fixturenames:
+        stores = ("sqlite",) if metafunc.definition.get_closest_marker("sqlite_only") else STORES
+        metafunc.parametrize("store_backend", stores, indirect=True)
+
+
+@pytest.fixture
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The mirror's store for this test: settings from ``make_settings`` point at it."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    with postgres_store() as url:
+        testsupport.STORE_URL = url
+        try:
+            yield "postgresql"
+        finally:
+            testsupport.STORE_URL = None

@@ -26,7 +26,7 @@ from testio_sync.dates import to_iso
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries, save
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.store.models import database
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
@@ -35,6 +35,9 @@ from testio_sync.tasks.liveness import worker_alive
 
 ENTITIES = ("products", "tests", "bugs", "features", "users")
 RESULT_KEYS = set(SyncResult(run_id="x", status=SyncStatus.SUCCEEDED).to_dict())
+
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on both stores
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -51,7 +54,7 @@ def invoke(settings: Settings, *args: str, env: dict[str, str | None] | None = N
 
 
 def counts(settings: Settings, product_ids: list[int] | None = None) -> dict[str, int]:
-    open_database(settings.db_path)
+    open_store(settings)
     return queries.entity_counts(product_ids)
 
 
@@ -59,7 +62,7 @@ def run_count(settings: Settings) -> int:
     """Rows in ``sync_events`` (0 when no database was ever created)."""
     if not settings.db_path.exists():
         return 0
-    open_database(settings.db_path)
+    open_store(settings)
     return len(runs.recent_runs(10_000))
 
 
@@ -163,7 +166,7 @@ def test_a_single_product_id_in_the_environment_scopes_the_sync(
     only = product_ids(tiny_server[0])[0]
     result = invoke(settings, "sync", env={"TESTIO_PRODUCT_IDS": str(only)})
     assert result.exit_code == 0, result.output
-    open_database(settings.db_path)
+    open_store(settings)
     assert queries.product_ids() == [only]
 
 
@@ -184,7 +187,7 @@ def test_since_syncs_the_tests_ending_after_it_with_their_bugs(
         }
     data = sync_json(settings, "--since", day.isoformat(), "--with-bugs")
     assert data["status"] == "succeeded"
-    open_database(settings.db_path)
+    open_store(settings)
     assert runs.get_run(data["run_id"]).scope["since_date"] == to_iso(cutoff)
     stored = queries.bug_counts_by_test(list(recent))
     assert {tid: stored[tid]["total"] for tid in recent} == recent
@@ -401,7 +404,7 @@ def test_timeout_stops_an_in_process_run_and_records_it_failed(
     assert "did not finish within 0.5s" in result.stderr
     data = json.loads(result.stdout)
     assert data["status"] == "failed"
-    open_database(settings.db_path)
+    open_store(settings)
     assert runs.get_run(data["run_id"]).status == "failed"
 
 
@@ -650,7 +653,7 @@ def test_status_run_id_follows_a_queued_run(settings: Settings) -> None:
     """A run no worker has taken yet shows as queued, waiting for the worker."""
     from testio_sync.sync.types import SyncRequest
 
-    open_database(settings.db_path)
+    open_store(settings)
     run_id, _ = runs.create_or_attach(
         SyncRequest(), run_id="queued01", now=datetime.now(UTC), enqueue=None, owner_pid=os.getpid()
     )

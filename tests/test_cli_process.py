@@ -24,7 +24,7 @@ from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncResult, SyncStatus
@@ -92,7 +92,7 @@ def running_run(settings: Settings) -> str | None:
     """The id of a run that has started a phase, if any."""
     if not settings.db_path.exists():
         return None
-    open_database(settings.db_path)
+    open_store(settings)
     for row in runs.active_runs():
         if row.status == SyncStatus.RUNNING.value:
             return str(row.run_id)
@@ -113,7 +113,7 @@ def test_python_dash_m_runs_a_sync_and_prints_json(settings: Settings) -> None:
     data = json.loads(proc.stdout)
     assert set(data) == set(SyncResult(run_id="x", status=SyncStatus.SUCCEEDED).to_dict())
     assert data["status"] == "succeeded"
-    open_database(settings.db_path)
+    open_store(settings)
     assert queries.entity_counts()["tests"] > 0
 
 

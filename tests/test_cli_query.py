@@ -15,7 +15,7 @@ from testio_sync.cli.query import BAR_WIDTH, parse_filters
 from testio_sync.insights.analytics import MetricsQuery, run_query
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS
 from testio_sync.settings import Settings
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 
 
 def invoke(settings: Settings, *args: str) -> Result:
@@ -23,7 +23,7 @@ def invoke(settings: Settings, *args: str) -> Result:
 
 
 def engine(settings: Settings, metrics: list[str], dims: list[str], **kw: object) -> dict:
-    open_database(settings.db_path)
+    open_store(settings)
     return run_query(MetricsQuery.parse(metrics, dims, **kw))  # type: ignore[arg-type]
 
 

@@ -36,7 +36,7 @@ from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncTrigger
@@ -60,6 +60,9 @@ READ_TOOLS = {
 ANALYTICS = {"query_metrics"}
 ANALYTICS_ROOM = 1_500
 EXECUTED = ("running", "locked", "archived", "customer_finalized")
+
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on both stores
 
 
 @pytest.fixture
@@ -468,7 +471,7 @@ def test_list_bugs_refuses_unknown_severities_naming_the_valid_ones(synced: Sett
     from testio_sync.mcp_server.server import BugSeverity
 
     assert get_args(BugSeverity) == mcp_tools.BUG_SEVERITIES
-    open_database(synced.db_path)
+    open_store(synced)
     pid = queries.product_ids()[0]
     with pytest.raises(UsageError) as caught:
         mcp_tools.list_bugs_answer(product_ids=[pid], severities=["high", "nope"])
@@ -505,7 +508,7 @@ async def test_list_tests_refetches_stale_tests_before_answering(
     settings, sim = moved
     pid = min(sim.world.products)
     real = world_tests(sim, pid)
-    open_database(settings.db_path)
+    open_store(settings)
     before = {t.id: t.status for t in queries.list_tests(product_ids=[pid], limit=100)[0]}
     assert any(real[tid] != status for tid, status in before.items())  # the API moved on
     async with connected(settings) as client:
@@ -522,7 +525,7 @@ async def test_get_test_summary_fetches_a_test_the_mirror_never_saw(
 ) -> None:
     """A test started after the sync is fetched with its bugs on first ask."""
     settings, sim = moved
-    open_database(settings.db_path)
+    open_store(settings)
     stored = {t.id for t in queries.list_tests(limit=100_000)[0]}
     with sim.lock:
         new = [t for t in sim.world.tests.values() if t.id not in stored]
@@ -563,7 +566,7 @@ async def test_a_refused_refresh_leaves_the_stored_rows_and_a_warning(
     """The API refuses the token: the stale page is shown as stored, never an error."""
     settings, sim = moved
     pid = min(sim.world.products)
-    open_database(settings.db_path)
+    open_store(settings)
     stored, total = queries.list_tests(product_ids=[pid], limit=5)
     sim.update_faults(token_revoked=True)
     async with connected(settings) as client:
@@ -589,6 +592,7 @@ async def test_without_a_token_reads_answer_from_the_mirror_and_say_so(
     assert bugs["total"] == 0 and "were never fetched" in bugs["hint_bugs"]
 
 
+@pytest.mark.sqlite_only  # SQLite's file lock and WAL; PostgreSQL readers never block writers
 @pytest.mark.anyio
 async def test_reads_answer_while_a_sync_holds_the_lock_and_a_write_is_open(
     synced: Settings,
@@ -697,6 +701,7 @@ async def test_progress_relay_only_ever_grows_across_phases() -> None:
     assert sent[3][2] == "new_tests: 1/3 products, 9 tests found"
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.anyio
 async def test_a_damaged_database_error_says_what_rebuilds_it(
     tiny_server: tuple[Simulator, str], home: Path

@@ -15,6 +15,8 @@ from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.tasks.liveness import hold_worker_lock, release_worker_lock
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on both stores
+
 
 @pytest.fixture
 def anyio_backend() -> str:

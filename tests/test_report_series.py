@@ -30,7 +30,7 @@ from testio_sync.insights.series import chart_series
 from testio_sync.mcp_server.server import build_server
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_database, open_store
 from testio_sync.store.models import Bug
 from testio_sync.store.save import save_bugs
 
@@ -50,7 +50,7 @@ def blanked(
     settings = make_settings(tmp_path_factory.mktemp("series") / "home", tiny_server[1])
     result = CliRunner(env=settings.to_env()).invoke(cli.app, ["sync", "--with-bugs", "--quiet"])
     assert result.exit_code == 0, result.output
-    open_database(settings.db_path)
+    open_store(settings)
     with sim.lock:
         tests = sorted(t.id for t in sim.world.tests.values() if sim.world.bugs_by_test[t.id])
     chosen = tests[::2]

@@ -27,6 +27,9 @@ from testio_sync.sync.types import (
     SyncTrigger,
 )
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on both stores
+
+
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 

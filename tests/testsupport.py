@@ -11,6 +11,10 @@ from testio_sync.settings import Secret, Settings
 
 TOKEN = "test-token-0123456789"
 
+# The store of the running test: None is the SQLite file in its home; a PostgreSQL URL
+# while a test runs on PostgreSQL (set by the ``store_backend`` fixture).
+STORE_URL: str | None = None
+
 
 def make_settings(home: Path, base_url: str, **overrides: object) -> Settings:
     options: dict[str, object] = {
@@ -21,6 +25,8 @@ def make_settings(home: Path, base_url: str, **overrides: object) -> Settings:
         "lock_timeout_s": 5.0,
         "retry_max_wait_s": 2.0,
     }
+    if STORE_URL is not None:
+        options["database_url"] = Secret(STORE_URL)
     options.update(overrides)
     return Settings(**options)  # type: ignore[arg-type]
 
@@ -35,6 +41,7 @@ def server_env(home: Path, server: tuple[Any, str]) -> dict[str, str]:
         "TESTIO_HTTP_TIMEOUT_SECONDS": "5",
         # No background sync: the first sync_data call must be the run that finds every test.
         "TESTIO_REFRESH_INTERVAL_SECONDS": "0",
+        "TESTIO_SYNC_DATABASE_URL": STORE_URL or "",
     }
 
 
@@ -66,3 +73,25 @@ def stop_consumer(worker: object, settings: Settings) -> None:
 
     worker.stop(graceful=True)  # type: ignore[attr-defined]
     release_worker_lock(settings.worker_lock_path)
+
+
+def stored_text(home: Path) -> str:
+    """Everything the test's store holds, as text: the SQLite file's bytes, or every row
+    of every table of the PostgreSQL schema (to look for what must never be stored)."""
+    if STORE_URL is None:
+        return (home / "cache.db").read_bytes().decode("latin-1")
+    import psycopg
+
+    with psycopg.connect(STORE_URL, autocommit=True) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "select table_name from information_schema.tables"
+                " where table_schema = current_schema()"
+            )
+        ]
+        return "\n".join(
+            str(row[0])
+            for table in tables
+            for row in conn.execute(f'select t::text from "{table}" t')
+        )

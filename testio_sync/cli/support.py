@@ -169,8 +169,8 @@ def require_mirror(settings: Settings) -> None:
 
     A mistyped ``TESTIO_SYNC_HOME`` must not look like a mirror whose data was lost.
     """
-    if settings.db_path.is_file():
-        return
+    if settings.database_url is not None or settings.db_path.is_file():
+        return  # a database server's mirror is made by opening it: nothing to mistype
     if settings.home.exists() and not settings.home.is_dir():
         with reported_errors():
             settings.ensure_home()  # says why the path cannot hold a mirror

@@ -14,10 +14,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from peewee import DatabaseError, OperationalError, SqliteDatabase
+from peewee import Database, DatabaseError, OperationalError, SqliteDatabase
 
 from testio_sync.errors import StoreError
-from testio_sync.settings import touch_private
+from testio_sync.settings import Settings, touch_private
 from testio_sync.store import search_index
 from testio_sync.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from testio_sync.store.models import database
@@ -50,6 +50,21 @@ def open_database(path: Path, *, migrate: bool = True) -> SqliteDatabase:
     """
     with _opening:
         return _open(Path(path), migrate=migrate)
+
+
+def open_store(settings: Settings, *, migrate: bool = True) -> Database:
+    """Bind the models to the mirror ``settings`` name: PostgreSQL if a database URL is
+    set, else the SQLite file in the data directory.
+
+    Raises:
+        ConfigError: the PostgreSQL server cannot be used.
+        StoreError: the database is damaged or newer than this version.
+    """
+    if settings.database_url is not None:
+        from testio_sync.store.postgres import open_postgres  # psycopg only when asked for
+
+        return open_postgres(settings.database_url.reveal(), migrate=migrate)
+    return open_database(settings.db_path, migrate=migrate)
 
 
 def _open(path: Path, *, migrate: bool) -> SqliteDatabase:

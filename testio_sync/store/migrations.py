@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from testio_sync.store import search_index
+from testio_sync.store import backend, search_index
 from testio_sync.store.normalize import iso_week
 
 Step = str | Callable[[Any], None]
@@ -154,7 +154,7 @@ _V5 = [
 # the bug columns analytics reads, so a device query joins the tests in scope straight
 # to ``bug_devices`` and never visits ``bugs``; three covering indexes, one led by each
 # device column, let SQLite group by reading an index in order instead of sorting.
-_BUG_COLUMNS = (
+BUG_COLUMNS = (
     "test_id",
     "feature_id",
     "severity",
@@ -166,35 +166,36 @@ _BUG_COLUMNS = (
 )
 _FACT_ROWS = _DEVICE_ROWS.replace(
     "SELECT {bug}.id,",
-    "SELECT {bug}.id, " + ", ".join(f"{{bug}}.{c}" for c in _BUG_COLUMNS) + ",",
+    "SELECT {bug}.id, " + ", ".join(f"{{bug}}.{c}" for c in BUG_COLUMNS) + ",",
     1,
 )
 _INSERT_FACTS = (
     'INSERT INTO "bug_devices" ("bug_id", '
-    + ", ".join(f'"{c}"' for c in _BUG_COLUMNS)
+    + ", ".join(f'"{c}"' for c in BUG_COLUMNS)
     + ', "position", "category", "operating_system", "browser") '
 )
 # Each pair of device columns leads one index (SQLite groups by any order of the keys).
 # The bug id follows the pair, so that a distinct count of bugs per pair reads them in
 # order and needs no temporary B-tree.
-_DEVICE_ORDERS = (
+DEVICE_ORDERS = (
     ("category", "browser", "bug_id", "operating_system"),
     ("browser", "operating_system", "bug_id", "category"),
     ("operating_system", "category", "bug_id", "browser"),
 )
 
 
-def _device_index(keys: tuple[str, ...]) -> str:
-    columns = ", ".join(f'"{c}"' for c in [*keys, *_BUG_COLUMNS])
+def device_index(keys: tuple[str, ...]) -> str:
+    columns = ", ".join(f'"{c}"' for c in [*keys, *BUG_COLUMNS])
     return f'CREATE INDEX "bug_devices_by_{keys[0]}" ON "bug_devices" ({columns})'
 
 
-def _fill_end_weeks(db: Any) -> None:
+def fill_end_weeks(db: Any) -> None:
     """Store the ISO week of every test's end, as ``save_tests`` writes it from now on."""
     cur = db.cursor()
-    ends = cur.execute('SELECT "id", "end_at" FROM "tests" WHERE "end_at" IS NOT NULL').fetchall()
+    cur.execute('SELECT "id", "end_at" FROM "tests" WHERE "end_at" IS NOT NULL')
+    ends = cur.fetchall()
     cur.executemany(
-        'UPDATE "tests" SET "end_week" = ? WHERE "id" = ?',
+        backend.sql('UPDATE "tests" SET "end_week" = ? WHERE "id" = ?', db),
         [(iso_week(datetime.fromisoformat(end.replace("Z", "+00:00"))), tid) for tid, end in ends],
     )
 
@@ -205,7 +206,7 @@ _V6: list[Step] = [
     *(
         f'ALTER TABLE "bug_devices" ADD COLUMN "{c}" '
         + ("INTEGER" if c in ("test_id", "feature_id", "auto_accepted", "known") else "TEXT")
-        for c in _BUG_COLUMNS
+        for c in BUG_COLUMNS
     ),
     'DELETE FROM "bug_devices"',
     _INSERT_FACTS + _FACT_ROWS.format(bug="bugs", source='"bugs", '),
@@ -220,11 +221,11 @@ _V6: list[Step] = [
     + _INSERT_FACTS
     + _FACT_ROWS.format(bug="NEW", source="")
     + "; END",
-    *(_device_index(keys) for keys in _DEVICE_ORDERS),
+    *(device_index(keys) for keys in DEVICE_ORDERS),
     # The week bucket, computed once per write instead of by date arithmetic per query;
     # the tests' covering index (same name, so version 5 undoes cleanly) gains it.
     'ALTER TABLE "tests" ADD COLUMN "end_week" TEXT',
-    _fill_end_weeks,
+    fill_end_weeks,
     'DROP INDEX "tests_analytics"',
     'CREATE INDEX "tests_analytics" ON "tests" ("product_id", "status", "end_at", "end_week",'
     ' "testing_type", "section_id", "created_by", "submitted_by", "environment_title",'

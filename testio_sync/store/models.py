@@ -7,18 +7,18 @@ UTC datetimes stored as ISO text, so SQL comparisons on them are correct.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from peewee import (
     AutoField,
-    BooleanField,
     DatabaseProxy,
     Field,
     FloatField,
     ForeignKeyField,
     IntegerField,
-    JSONField,
     Model,
+    Node,
     TextField,
 )
 
@@ -43,6 +43,30 @@ class UtcField(Field):
         return parse_iso(value)
 
 
+class JsonTextField(TextField):
+    """JSON kept as its text on both engines (PostgreSQL too), so "changed?" compares text."""
+
+    def db_value(self, value: object) -> str | None:
+        if value is None or isinstance(value, Node):
+            return value  # type: ignore[return-value]
+        return json.dumps(value)
+
+    def python_value(self, value: str | None) -> object:
+        return None if value is None else json.loads(value)
+
+
+class FlagField(IntegerField):
+    """A yes/no stored as 0/1 on both engines (an integer column, as SQLite has it)."""
+
+    def db_value(self, value: object) -> int | None:
+        if value is None or isinstance(value, Node):
+            return value  # type: ignore[return-value]
+        return int(bool(value))
+
+    def python_value(self, value: int | None) -> bool | None:
+        return None if value is None else bool(value)
+
+
 class BaseModel(Model):
     class Meta:
         database = database
@@ -54,9 +78,9 @@ class Product(BaseModel):
     name = TextField()
     type = TextField(null=True)
     description = TextField(null=True)
-    is_sectioned = BooleanField(default=False)
-    section_ids = JSONField(default=list)
-    raw = JSONField()
+    is_sectioned = FlagField(default=False)
+    section_ids = JsonTextField(default=list)
+    raw = JsonTextField()
     synced_at = UtcField()
     features_synced_at = UtcField(null=True)
     tests_synced_at = UtcField(null=True)
@@ -72,9 +96,9 @@ class Feature(BaseModel):
     title = TextField()
     description = TextField(null=True)
     howtofind = TextField(null=True)
-    user_stories = JSONField(default=list)
-    section_ids = JSONField(default=list)
-    raw = JSONField()
+    user_stories = JsonTextField(default=list)
+    section_ids = JsonTextField(default=list)
+    raw = JsonTextField()
     synced_at = UtcField()
 
     class Meta:
@@ -93,11 +117,11 @@ class ExploratoryTest(BaseModel):
     end_at = UtcField(null=True, index=True)
     created_by = TextField(null=True)
     submitted_by = TextField(null=True)
-    raw = JSONField()
+    raw = JsonTextField()
     synced_at = UtcField()
     bugs_synced_at = UtcField(null=True)
     # True once the bugs were fetched while the test was already immutable.
-    bugs_final = BooleanField(default=False)
+    bugs_final = FlagField(default=False)
     # The test environment's title, copied out of ``raw`` by a trigger (for analytics).
     environment_title = TextField(null=True)
     # The ISO week of ``end_at`` (``2026-W48``), written with the row: the analytics bucket.
@@ -114,7 +138,7 @@ class TestFeature(BaseModel):
     test = ForeignKeyField(ExploratoryTest, column_name="test_id", on_delete="CASCADE")
     feature_id = IntegerField(null=True, index=True)
     title = TextField(null=True)
-    raw = JSONField()
+    raw = JsonTextField()
 
     class Meta:
         table_name = "test_features"
@@ -129,12 +153,12 @@ class Bug(BaseModel):
     title = TextField(null=True)
     severity = TextField(null=True)
     status = TextField(null=True)
-    auto_accepted = BooleanField(default=False)
-    known = BooleanField(default=False)
+    auto_accepted = FlagField(default=False)
+    known = FlagField(default=False)
     reject_reason = TextField(null=True)
     author_name = TextField(null=True)
     reported_at = UtcField(null=True)
-    raw = JSONField()
+    raw = JsonTextField()
     synced_at = UtcField()
 
     class Meta:
@@ -157,8 +181,8 @@ class BugDevice(BaseModel):
     feature_id = IntegerField(null=True)
     severity = TextField(null=True)
     status = TextField(null=True)
-    auto_accepted = BooleanField(null=True)
-    known = BooleanField(null=True)
+    auto_accepted = FlagField(null=True)
+    known = FlagField(null=True)
     author_name = TextField(null=True)
     reject_reason = TextField(null=True)
 
@@ -204,9 +228,9 @@ class SyncEvent(BaseModel):
     id = AutoField()
     run_id = TextField(unique=True)
     trigger = TextField()
-    phases = JSONField()
-    scope = JSONField()
-    options = JSONField()
+    phases = JsonTextField()
+    scope = JsonTextField()
+    options = JsonTextField()
     status = TextField(index=True)
     enqueued_at = UtcField()
     started_at = UtcField(null=True)
@@ -214,9 +238,9 @@ class SyncEvent(BaseModel):
     duration_seconds = FloatField(null=True)
     owner_pid = IntegerField(null=True)
     owner_started_at = FloatField(null=True)  # psutil create_time, rules out PID reuse
-    in_process = BooleanField(default=False)
-    progress = JSONField(null=True)
-    result = JSONField(null=True)
+    in_process = FlagField(default=False)
+    progress = JsonTextField(null=True)
+    result = JsonTextField(null=True)
     error = TextField(null=True)
     products_synced = IntegerField(default=0)
     features_refreshed = IntegerField(default=0)

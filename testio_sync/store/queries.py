@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from peewee import JOIN, SQL, Case, Expression, NodeList, PeeweeException, fn
 
 from testio_sync.errors import StoreError
-from testio_sync.store import failures, search_index
+from testio_sync.store import backend, failures, search_index
 from testio_sync.store.db import explain
 from testio_sync.store.models import (
     BrokenTest,
@@ -79,7 +79,7 @@ def id_in(column: Any, ids: Iterable[int]) -> NodeList:
     SQLite caps bound variables per statement; ``json_each`` keeps every id list a
     single parameter, so callers never chunk reads or deletes.
     """
-    return NodeList((column, SQL("IN (SELECT value FROM json_each(?))", [json.dumps(list(ids))])))
+    return NodeList((column, SQL(f"IN {backend.id_list()}", [json.dumps(list(ids))])))
 
 
 def raw_text(column: Any) -> Any:
@@ -104,10 +104,10 @@ def entity_counts(product_ids: Sequence[int] | None = None) -> dict[str, int]:
             "bugs": Bug.select().count(),
             "users": User.select().count(),
         }
-    ids = json.dumps(list(product_ids))
-    scope = "product_id IN (SELECT value FROM json_each(?))"
+    ids, in_ids = json.dumps(list(product_ids)), backend.id_list()
+    scope = f"product_id IN {in_ids}"
     sql = (
-        f"SELECT (SELECT COUNT(*) FROM products WHERE id IN (SELECT value FROM json_each(?))),"
+        f"SELECT (SELECT COUNT(*) FROM products WHERE id IN {in_ids}),"
         f" (SELECT COUNT(*) FROM features WHERE {scope}),"
         f" (SELECT COUNT(*) FROM tests WHERE {scope}),"
         f" (SELECT COUNT(*) FROM bugs WHERE {scope}),"
@@ -116,9 +116,9 @@ def entity_counts(product_ids: Sequence[int] | None = None) -> dict[str, int]:
         f"   UNION SELECT 'customer', submitted_by FROM tests WHERE {scope}"
         "      AND submitted_by IS NOT NULL"
         f"   UNION SELECT 'tester', author_name FROM bugs WHERE {scope}"
-        "      AND author_name IS NOT NULL))"
+        "      AND author_name IS NOT NULL) AS people)"
     )
-    row = database.execute_sql(sql, [ids] * 7).fetchone()
+    row = backend.execute(sql, [ids] * 7).fetchone()
     return dict(zip(("products", "features", "tests", "bugs", "users"), row, strict=True))
 
 
@@ -387,5 +387,5 @@ def check_search_index() -> search_index.IndexCheck:
     Under the write lock: a sync committing between the reads would look like drift,
     and FTS5's integrity check is itself a write statement.
     """
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         return search_index.check(database)

@@ -8,8 +8,9 @@ is always passed in (no hidden clock): a run stamps every row with one time.
 Connection and error rules are those of ``queries.py``: each function opens its
 own connection context and raises ``StoreError`` for database failures.
 
-Write transactions begin IMMEDIATE: a deferred one that reads first and then
-writes fails at once (no busy wait) when another connection wrote meanwhile.
+Write transactions are ``backend.write_transaction``: SQLite's IMMEDIATE (a deferred
+one that reads first and then writes fails at once when another connection wrote
+meanwhile), or PostgreSQL's with the mirror's write lock taken first.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from peewee import Field
+from peewee import Case, Field
 
 from testio_sync.errors import StoreError
+from testio_sync.store import backend, search_index
 from testio_sync.store import normalize as nz
-from testio_sync.store import search_index
 from testio_sync.store.models import (
     BaseModel,
     BrokenTest,
@@ -49,7 +50,8 @@ Row = tuple[Any, ...]
 TOUCHABLE = ("features_synced_at", "tests_synced_at", "tests_complete_at")
 # On a test update, bugs stay final only while the new status is final too.
 _KEEP_FINAL = (
-    ', "bugs_final" = CASE WHEN excluded."status" IN ({}) THEN "bugs_final" ELSE 0 END'.format(
+    ', "bugs_final" = CASE WHEN excluded."status" IN ({})'
+    ' THEN "tests"."bugs_final" ELSE 0 END'.format(
         ", ".join(f"'{s}'" for s in sorted(nz.FINAL_STATUSES))
     )
 )
@@ -104,7 +106,7 @@ def _upsert(
         f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
         f' ON CONFLICT ("{key}") DO UPDATE SET {sets}'
     )
-    database.cursor().executemany(sql, rows)
+    backend.execute_many(sql, rows)
 
 
 def _stored_texts(model: type[BaseModel], ids: Iterable[int]) -> dict[int, str]:
@@ -121,7 +123,7 @@ def _require_product(product_id: int) -> None:
 
 def _save_users(kind: str, names: Iterable[str], now: datetime) -> None:
     stamp = nz.utc_text(now)
-    database.cursor().executemany(
+    backend.execute_many(
         'INSERT INTO "users" ("kind", "name", "first_seen_at", "last_seen_at") VALUES (?, ?, ?, ?)'
         ' ON CONFLICT ("kind", "name") DO UPDATE SET "last_seen_at" = excluded."last_seen_at"',
         [(kind, name, stamp, stamp) for name in sorted(set(names))],
@@ -137,7 +139,7 @@ def _by_id(items: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def save_products(products: list[dict[str, Any]], *, now: datetime) -> SaveCounts:
     """Upsert products; their features and tests sync times are left as they are."""
     counts, items = SaveCounts(), _by_id(products)
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         old = _stored_texts(P, items)
         rows = []
         for pid, product in items.items():
@@ -165,7 +167,7 @@ def save_features(product_id: int, features: list[dict[str, Any]], *, now: datet
         StoreError: the product is not stored.
     """
     counts, items = SaveCounts(), _by_id(features)
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         _require_product(product_id)
         query = F.select(F.id, F.product, raw_text(F.raw), raw_text(F.section_ids)).where(
             id_in(F.id, items) | (F.product == product_id)
@@ -203,7 +205,7 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
         StoreError: the product is not stored.
     """
     counts, items = SaveCounts(), _by_id(tests)
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         _require_product(product_id)
         old = _stored_texts(T, items)
         rows, changed, customers = [], [], set()
@@ -243,7 +245,7 @@ def save_bugs(
     counts = SaveCounts()
     matcher = nz.reason_matcher(reject_reasons)
     wanted = list(dict.fromkeys(test_ids))
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         owners = dict(T.select(T.id, T.product).where(id_in(T.id, wanted)).tuples())
         counts.skipped_ids = [tid for tid in wanted if tid not in owners]
         if counts.skipped_ids:
@@ -281,12 +283,9 @@ def save_bugs(
         _save_users("tester", testers, now)
         fresh = [row for bid, (row, text) in rows.items() if old.get(bid) != text]
         _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
-        final = T.status.in_(sorted(nz.FINAL_STATUSES))
+        final = Case(None, [(T.status.in_(sorted(nz.FINAL_STATUSES)), 1)], 0)
         T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
     return counts
-
-
-_IDS = "(SELECT value FROM json_each(?))"
 
 
 def _index(
@@ -316,19 +315,21 @@ def _index(
 
 def _forget_products(ids: list[int]) -> None:
     """Drop the documents of everything a scoped wipe deletes (before it deletes it)."""
-    scope = [json.dumps(ids)]
-    tests = f"(SELECT id FROM tests WHERE product_id IN {_IDS})"
+    scope, in_ids = [json.dumps(ids)], backend.id_list()
+    tests = f"(SELECT id FROM tests WHERE product_id IN {in_ids})"
     search_index.forget_where(
-        database, "bug", f"product_id IN {_IDS} OR test_id IN {tests}", scope * 2
+        database, "bug", f"product_id IN {in_ids} OR test_id IN {tests}", scope * 2
     )
     for entity in ("test", "feature"):
-        search_index.forget_where(database, entity, f"product_id IN {_IDS}", scope)
+        search_index.forget_where(database, entity, f"product_id IN {in_ids}", scope)
     search_index.forget(database, "product", ids)
 
 
 def _delete_tests(test_ids: Sequence[int]) -> int:
     # Children first, explicitly: correct even on a connection without foreign_keys=ON.
-    search_index.forget_where(database, "bug", f"test_id IN {_IDS}", [json.dumps(list(test_ids))])
+    search_index.forget_where(
+        database, "bug", f"test_id IN {backend.id_list()}", [json.dumps(list(test_ids))]
+    )
     search_index.forget(database, "test", test_ids)
     B.delete().where(id_in(B.test, test_ids)).execute()
     TF.delete().where(id_in(TF.test, test_ids)).execute()
@@ -341,14 +342,14 @@ def delete_tests(test_ids: Sequence[int]) -> int:
     ids = sorted(set(test_ids))
     if not ids:
         return 0
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         return _delete_tests(ids)
 
 
 @store_call("remove unlisted tests")
 def delete_missing_tests(product_id: int, listed_ids: set[int]) -> list[int]:
     """After a complete walk, remove the product's stored tests the API did not list."""
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         stored = {tid for (tid,) in T.select(T.id).where(T.product == product_id).tuples()}
         gone = sorted(stored - set(listed_ids))
         if gone:
@@ -382,7 +383,7 @@ def record_broken_test(
     }
     # NULLs never clash in a UNIQUE index, so no ON CONFLICT: "== None" matches IS NULL.
     where = functools.reduce(operator.and_, [column == value for column, value in pair.items()])
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         if BrokenTest.update(values).where(where).execute() == 0:
             BrokenTest.insert({**values, **pair, BrokenTest.first_seen_at: now}).execute()
 
@@ -394,7 +395,7 @@ def resolve_broken_tests(
     """Mark the product's open broken tests resolved unless their neighbours are in
     ``still_broken``; returns how many were resolved."""
     keep = set(still_broken)
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         open_rows = BrokenTest.select(
             BrokenTest.id, BrokenTest.prev_test_id, BrokenTest.next_test_id
         ).where((BrokenTest.product_id == product_id) & BrokenTest.resolved_at.is_null())
@@ -410,7 +411,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
     stays), or only the given products' rows (users stay). Returns rows deleted per table.
     """
     counts: dict[str, int] = {}
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         if product_ids is None:
             search_index.forget_all(database)
             for model in (B, TF, T, F, BrokenTest, P, User):  # children first
@@ -437,7 +438,7 @@ def wipe(product_ids: Sequence[int] | None = None) -> dict[str, int]:
 
 @store_call("write sync metadata")
 def set_metadata(key: str, value: str | None, *, now: datetime) -> None:
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         SyncMetadata.insert(key=key, value=value, updated_at=now).on_conflict(
             conflict_target=[SyncMetadata.key],
             preserve=[SyncMetadata.value, SyncMetadata.updated_at],
@@ -450,7 +451,7 @@ def ensure_metadata(key: str, value: str, *, now: datetime) -> str:
 
     The first writer wins, so two processes recording at once agree on one value.
     """
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         SyncMetadata.insert(key=key, value=value, updated_at=now).on_conflict_ignore().execute()
         return str(SyncMetadata.get(SyncMetadata.key == key).value)
 
@@ -466,7 +467,7 @@ def touch_product(product_id: int, *, now: datetime, field: str) -> None:
     """
     if field not in TOUCHABLE:
         raise ValueError(f"touch_product field must be one of {TOUCHABLE}, not {field!r}")
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         if P.update({getattr(P, field): now}).where(P.id == product_id).execute() == 0:
             raise StoreError(f"Product {product_id} is not stored; save the products first.")
 
@@ -474,5 +475,5 @@ def touch_product(product_id: int, *, now: datetime, field: str) -> None:
 @store_call("rebuild the search index")
 def rebuild_search_index() -> None:
     """Index every stored row again, in one transaction (``status --check --repair``)."""
-    with database.atomic("IMMEDIATE"):
+    with backend.write_transaction():
         search_index.rebuild(database)

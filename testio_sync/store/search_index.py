@@ -17,11 +17,14 @@ payload once per call, and made the index cost three times as much to keep.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from testio_sync.store import backend
 
 KINDS = {"product": 0, "feature": 1, "test": 2, "bug": 3}
 ENTITIES = tuple(KINDS)
@@ -93,22 +96,53 @@ CREATE = [
     "CREATE VIRTUAL TABLE search_fts USING fts5(title, body, content='search_docs',"
     " content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2')",
 ]
+# PostgreSQL: the same documents, with their words in a generated ``tsvector`` column
+# (title weighted A, body B) under a GIN index; the engine keeps the words in step.
+CREATE_PG = [
+    "CREATE TABLE search_docs (rowid BIGINT PRIMARY KEY, entity TEXT NOT NULL,"
+    " entity_id BIGINT NOT NULL, product_id BIGINT, dated TEXT, title TEXT NOT NULL,"
+    " body TEXT NOT NULL, words tsvector GENERATED ALWAYS AS"
+    " (setweight(to_tsvector('english', title), 'A')"
+    " || setweight(to_tsvector('english', body), 'B')) STORED)",
+    "CREATE INDEX search_docs_words ON search_docs USING GIN (words)",
+]
 COLUMNS = "rowid, entity, entity_id, product_id, dated, title, body"
-_IDS = "(SELECT value FROM json_each(?))"
 
 
-def _cursor(conn: Any) -> Any:
-    """A DB-API cursor from a peewee database or a sqlite3 connection."""
-    return conn.cursor()
+class _Cursor:
+    """A DB-API cursor that takes our SQL (``?`` marks) on either engine."""
+
+    def __init__(self, conn: Any) -> None:
+        self._cur = conn.cursor()
+        self._conn = conn
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
+        self._cur.execute(backend.sql(text, self._conn), list(params))
+        return self._cur
+
+    def executemany(self, text: str, rows: Iterable[Sequence[Any]]) -> Any:
+        self._cur.executemany(backend.sql(text, self._conn), rows)
+        return self._cur
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cur)
 
 
-def _drop(cur: Any, rowid_sql: str, params: list[Any]) -> None:
-    # External content: FTS5 removes a document only given the exact text it indexed.
-    cur.execute(
-        "INSERT INTO search_fts(search_fts, rowid, title, body)"
-        f" SELECT 'delete', rowid, title, body FROM search_docs WHERE rowid IN ({rowid_sql})",
-        params,
-    )
+def _cursor(conn: Any) -> _Cursor:
+    """A cursor from a peewee database or a sqlite3 connection."""
+    return _Cursor(conn)
+
+
+def _drop(conn: Any, rowid_sql: str, params: list[Any]) -> None:
+    cur = _cursor(conn)
+    if not backend.is_postgres(conn):
+        # External content: FTS5 removes a document only given the exact text it indexed.
+        cur.execute(
+            "INSERT INTO search_fts(search_fts, rowid, title, body)"
+            " SELECT 'delete', rowid, title, body FROM search_docs"
+            f" WHERE rowid IN ({rowid_sql})",
+            params,
+        )
     cur.execute(f"DELETE FROM search_docs WHERE rowid IN ({rowid_sql})", params)
 
 
@@ -118,22 +152,29 @@ def index(conn: Any, docs: Sequence[Doc]) -> None:
         return
     cur = _cursor(conn)
     keys = json.dumps([doc[0] for doc in docs])
-    old = cur.execute(f"SELECT rowid, title, body FROM search_docs WHERE rowid IN {_IDS}", [keys])
-    old_docs = old.fetchall()
-    if old_docs:  # an update: FTS5 removes a document only given the text it indexed
+    ids = backend.id_list(conn)
+    if backend.is_postgres(conn):
+        cur.execute(f"DELETE FROM search_docs WHERE rowid IN {ids}", [keys])
+    else:
+        old_docs = cur.execute(
+            f"SELECT rowid, title, body FROM search_docs WHERE rowid IN {ids}", [keys]
+        ).fetchall()
+        if old_docs:  # an update: FTS5 removes a document only given the text it indexed
+            cur.executemany(
+                "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
+                old_docs,
+            )
+            cur.execute(f"DELETE FROM search_docs WHERE rowid IN {ids}", [keys])
         cur.executemany(
-            "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
-            old_docs,
+            "INSERT INTO search_fts(rowid, title, body) VALUES (?, ?, ?)",
+            [(doc[0], doc[5], doc[6]) for doc in docs],
         )
-        cur.execute(f"DELETE FROM search_docs WHERE rowid IN {_IDS}", [keys])
     cur.executemany(f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
-    cur.executemany(
-        "INSERT INTO search_fts(rowid, title, body) VALUES (?, ?, ?)",
-        [(doc[0], doc[5], doc[6]) for doc in docs],
-    )
 
 
-def _rowids(entity: str) -> str:
+def _rowids(conn: Any, entity: str) -> str:
+    if backend.is_postgres(conn):
+        return f"SELECT value::bigint * 4 + {KINDS[entity]} FROM json_array_elements_text(%s::json)"
     return f"SELECT value * 4 + {KINDS[entity]} FROM json_each(?)"
 
 
@@ -141,19 +182,20 @@ def forget(conn: Any, entity: str, ids: Iterable[int]) -> None:
     """Drop the documents of ``entity`` with these ids (call before or after the rows go)."""
     payload = json.dumps(sorted(set(ids)))
     if payload != "[]":
-        _drop(_cursor(conn), _rowids(entity), [payload])
+        _drop(conn, _rowids(conn, entity), [payload])
 
 
 def forget_where(conn: Any, entity: str, where: str, params: list[Any]) -> None:
     """Drop the documents of ``entity`` rows matching ``where``: call before deleting them."""
     rowid_sql = f'SELECT id * 4 + {KINDS[entity]} FROM "{TABLES[entity]}" WHERE {where}'
-    _drop(_cursor(conn), rowid_sql, params)
+    _drop(conn, rowid_sql, params)
 
 
 def forget_all(conn: Any) -> None:
     cur = _cursor(conn)
     cur.execute("DELETE FROM search_docs")
-    cur.execute("INSERT INTO search_fts(search_fts) VALUES ('delete-all')")
+    if not backend.is_postgres(conn):
+        cur.execute("INSERT INTO search_fts(search_fts) VALUES ('delete-all')")
 
 
 def rebuild(conn: Any) -> None:
@@ -161,11 +203,15 @@ def rebuild(conn: Any) -> None:
     cur = _cursor(conn)
     cur.execute("DELETE FROM search_docs")
     for entity in ENTITIES:
-        cur.executemany(
-            f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            stored_documents(conn, entity),
-        )
-    cur.execute("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
+        docs = stored_documents(conn, entity)
+        # In batches: psycopg pipelines ``executemany``, and the reading cursor shares
+        # its connection, so the rows to write must be read before the write starts.
+        while batch := list(itertools.islice(docs, 2000)):
+            cur.executemany(
+                f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", batch
+            )
+    if not backend.is_postgres(conn):
+        cur.execute("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
 
 
 @dataclass(frozen=True)
@@ -201,16 +247,18 @@ def check(conn: Any) -> IndexCheck:
     missing = len(expected.keys() - stored.keys())
     stale = len(stored.keys() - expected.keys())
     changed = sum(stored[k] != expected[k] for k in expected.keys() & stored.keys())
-    try:
-        cur.execute("INSERT INTO search_fts(search_fts, rank) VALUES ('integrity-check', 1)")
-        fts_ok = True
-    except sqlite3.DatabaseError:
-        fts_ok = False
+    fts_ok = True  # PostgreSQL derives the words from the row itself
+    if not backend.is_postgres(conn):
+        try:
+            cur.execute("INSERT INTO search_fts(search_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError:
+            fts_ok = False
     return IndexCheck(len(stored), missing, stale, changed, fts_ok)
 
 
 # -- queries -----------------------------------------------------------------------------
 
+_IDS = "(SELECT value FROM json_each(?))"
 TITLE_WEIGHT, BODY_WEIGHT = 5.0, 1.0
 SNIPPET_WORDS = 12
 

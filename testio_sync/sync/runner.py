@@ -26,7 +26,7 @@ from testio_sync.errors import TestioSyncError
 from testio_sync.settings import Settings
 from testio_sync.store import failures, save
 from testio_sync.store.backups import new_backup_path
-from testio_sync.store.db import backup_database, explain, open_database
+from testio_sync.store.db import backup_database, explain, open_store
 from testio_sync.sync import runs
 from testio_sync.sync.account import check_run_account, remember_account
 from testio_sync.sync.engine import run_sync
@@ -96,7 +96,7 @@ async def run_job(
 
     Raises nothing for sync failures: they are in the returned and recorded result.
     """
-    db = open_database(settings.db_path)
+    db = open_store(settings)
     # One connection for the whole job (this thread): closing the last one
     # checkpoints the WAL, which would cost ~14 ms per saved page.
     with db.connection_context(), fewer_gc_passes():

@@ -17,7 +17,7 @@ from peewee import DatabaseError
 
 from testio_sync.dates import parse_iso, to_stored, utc_now
 from testio_sync.errors import StoreError
-from testio_sync.store import failures
+from testio_sync.store import backend, failures
 from testio_sync.store.db import explain
 from testio_sync.store.models import SyncEvent, SyncMetadata, database
 from testio_sync.store.queries import store_call
@@ -56,7 +56,7 @@ def create_or_attach(
         ``(run_id, attached)``.
     """
     try:
-        with database.connection_context(), database.atomic("IMMEDIATE"):
+        with database.connection_context(), backend.write_transaction():
             for row in (
                 SyncEvent.select().where(SyncEvent.status.in_(ACTIVE)).order_by(SyncEvent.id)
             ):
@@ -95,7 +95,7 @@ def claim_run(run_id: str, *, pid: int, now: datetime) -> SyncRequest | None:
         & SyncEvent.started_at.is_null()
         & (SyncEvent.in_process == False)  # noqa: E712 - a SQL comparison
     )
-    with database.connection_context(), database.atomic("IMMEDIATE"):
+    with database.connection_context(), backend.write_transaction():
         changed = (
             SyncEvent.update(
                 status=SyncStatus.RUNNING.value,
@@ -134,7 +134,7 @@ def update_progress(run_id: str, progress: dict[str, Any]) -> None:
 @store_call("record the end of the sync run")
 def finish_run(result: SyncResult, *, full_scope: bool, error: str | None = None) -> None:
     """Write the outcome; a full-scope success also moves ``last_sync_completed``."""
-    with database.connection_context(), database.atomic("IMMEDIATE"):
+    with database.connection_context(), backend.write_transaction():
         row = SyncEvent.get_or_none(SyncEvent.run_id == result.run_id)
         SyncEvent.update(
             status=result.status.value,

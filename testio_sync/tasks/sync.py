@@ -23,7 +23,7 @@ from huey import crontab
 
 from testio_sync.dates import utc_now
 from testio_sync.settings import Settings
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.sync import runs
 from testio_sync.sync.account import request_account
 from testio_sync.sync.runner import run_job
@@ -87,7 +87,7 @@ def run_sync_job(run_id: str) -> None:
 
 def enqueue_run(request: SyncRequest, settings: Settings) -> tuple[str, bool]:
     """Attach to a covering queued/running run, or record a new one and enqueue it."""
-    open_database(settings.db_path)
+    open_store(settings)
     return runs.create_or_attach(
         request, run_id=new_run_id(), now=utc_now(), enqueue=lambda rid: run_sync_job(rid)
     )
@@ -105,7 +105,7 @@ def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> lis
     being executed; the worker's record is read after the queue, because the
     worker takes the job off the queue before it writes that record.
     """
-    open_database(settings.db_path)
+    open_store(settings)
     pending: set[str] | None = None
 
     reread = False
@@ -129,7 +129,7 @@ def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> lis
 
 def check_background_sync(settings: Settings, *, now: datetime) -> str | None:
     """Enqueue a background sync when it is due; returns its run id or None."""
-    open_database(settings.db_path)
+    open_store(settings)
     if abandoned := recover_abandoned(settings, now=now):
         logger.warning("runs abandoned by a dead process: %s", ", ".join(abandoned))
     if runs.active_runs():

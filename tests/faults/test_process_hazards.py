@@ -12,7 +12,7 @@ from sync.support import WITH_BUGS
 from testsupport import make_settings
 
 from testio_sync.service import SyncService
-from testio_sync.store.db import open_database
+from testio_sync.store.db import open_store
 from testio_sync.sync import runs
 from testio_sync.sync.types import SyncOptions, SyncStatus
 
@@ -25,7 +25,7 @@ CHURN = Path(__file__).with_name("wal_churn.py")
 
 def test_opening_the_store_survives_another_process_deleting_its_wal_files(settings):
     """Short-lived processes make the -wal file come and go: ``open_database`` never fails."""
-    open_database(settings.db_path)
+    open_store(settings)
     wal = settings.db_path.with_name(settings.db_path.name + "-wal")
     child = subprocess.Popen(
         [sys.executable, str(CHURN), str(settings.db_path), "3"],
@@ -37,7 +37,7 @@ def test_opening_the_store_survives_another_process_deleting_its_wal_files(setti
         assert child.stdout is not None and child.stdout.readline() == "churning\n"
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            open_database(settings.db_path)
+            open_store(settings)
             seen.add(wal.exists())
     finally:
         child.kill()

@@ -23,7 +23,7 @@ from testio_sync.dates import utc_now
 from testio_sync.errors import StoreError, SyncError
 from testio_sync.mcp_server import WorkerKeeper
 from testio_sync.service import SyncService
-from testio_sync.store.db import close_database, open_database
+from testio_sync.store.db import close_database, open_store
 from testio_sync.sync import runs
 from testio_sync.sync.types import SyncStatus
 from testio_sync.tasks.sync import pending_run_ids, recover_abandoned
@@ -102,7 +102,7 @@ def test_a_full_disk_ends_the_run_naming_the_file_and_a_later_sync_recovers(fres
     sim, url = fresh_server
     settings = make_settings(home, url)
     service = SyncService(settings)
-    db = open_database(settings.db_path)
+    db = open_store(settings)
     with db.connection_context():
         pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
     db.pragma("max_page_count", pages, permanent=True)  # every new connection of this process
@@ -289,7 +289,7 @@ def test_the_cli_on_a_full_disk_names_the_cause_and_exits_1(settings):
 
     from testio_sync.cli import app
 
-    db = open_database(settings.db_path)
+    db = open_store(settings)
     with db.connection_context():
         pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
     db.pragma("max_page_count", pages, permanent=True)

@@ -1,4 +1,5 @@
-"""Store fixtures: a real SQLite file per test and a fixed clock."""
+"""Store fixtures: a real store per test (a SQLite file, then a PostgreSQL schema) and a
+fixed clock."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from peewee import SqliteDatabase
+import testsupport
+from peewee import Database
 
 from testio_sync.store.db import close_database, open_database
+from testio_sync.store.postgres import open_postgres
 
 
 @pytest.fixture
@@ -18,7 +21,12 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def db(db_path: Path) -> Iterator[SqliteDatabase]:
+def db(db_path: Path, store_backend: str) -> Iterator[Database]:
+    """The store under test, on each engine in turn (``store_backend``)."""
+    if store_backend == "postgresql":
+        assert testsupport.STORE_URL is not None
+        yield open_postgres(testsupport.STORE_URL)
+        return
     database = open_database(db_path)
     yield database
     close_database(db_path)

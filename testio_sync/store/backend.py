@@ -1,0 +1,125 @@
+"""What differs between the two stores (SQLite and PostgreSQL) on the write path.
+
+Our own SQL is written once, in SQLite's form: ``?`` marks and id lists passed as
+one JSON parameter. ``sql`` turns such text into PostgreSQL's form when the bound
+database is PostgreSQL; ``id_list`` and ``text_list`` give the subquery that
+expands a JSON list on either engine; ``write_transaction`` is SQLite's
+``BEGIN IMMEDIATE`` or, on PostgreSQL, a transaction that takes one
+transaction-scoped advisory lock first, so writers of one mirror queue up the
+same way on both engines and no read-then-write can interleave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from peewee import Database, DatabaseProxy, PostgresqlDatabase
+
+from testio_sync.settings import redact_url
+from testio_sync.store.models import database
+
+# Advisory lock keys are 64-bit; each mirror (database + schema) derives its own.
+_WRITE_LOCK_SALT = b"testio-sync:writes"
+
+
+def is_postgres(db: Any = None) -> bool:
+    """True when ``db`` (by default the bound database) is a PostgreSQL database."""
+    target = database if db is None else db
+    if isinstance(target, DatabaseProxy):
+        target = target.obj
+    return isinstance(target, PostgresqlDatabase)
+
+
+def to_format_marks(text: str) -> str:
+    """SQLite ``?`` marks as psycopg ``%s`` marks; any other literal ``%`` is doubled.
+
+    A ``%s`` already there (from ``id_list``/``text_list``) stays a mark, and a ``?``
+    inside a single-quoted literal stays a character: our SQL never binds inside one.
+    """
+    out: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "'":
+            quoted = not quoted
+            out.append(char)
+        elif char == "%" and text.startswith("%s", i) and not quoted:
+            out.append("%s")
+            i += 1
+        elif char == "%":
+            out.append("%%")
+        elif char == "?" and not quoted:
+            out.append("%s")
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def sql(text: str, db: Any = None) -> str:
+    """Our SQL text in the bound database's parameter style."""
+    return to_format_marks(text) if is_postgres(db) else text
+
+
+def id_list(db: Any = None) -> str:
+    """A subquery of the integers in one JSON-array parameter (``?`` or ``%s``)."""
+    if is_postgres(db):
+        return "(SELECT value::bigint FROM json_array_elements_text(%s::json))"
+    return "(SELECT value FROM json_each(?))"
+
+
+def text_list(db: Any = None) -> str:
+    """A subquery of the strings in one JSON-array parameter."""
+    if is_postgres(db):
+        return "(SELECT value FROM json_array_elements_text(%s::json))"
+    return "(SELECT value FROM json_each(?))"
+
+
+def execute(text: str, params: Sequence[Any] = (), db: Any = None) -> Any:
+    """Run one statement of our SQL on ``db`` (default: the bound database); its cursor."""
+    target = database if db is None else db
+    return target.execute_sql(sql(text, db), list(params))
+
+
+def execute_many(text: str, rows: Iterable[Sequence[Any]], db: Any = None) -> None:
+    """Run one statement of our SQL once per row, as one prepared statement."""
+    target = database if db is None else db
+    target.cursor().executemany(sql(text, db), list(rows))
+
+
+def mirror_key(db: Database, salt: bytes) -> int:
+    """A signed 64-bit advisory lock key for this mirror (database name and schema)."""
+    where = redact_url(str(db.database)).encode()  # the same mirror whatever the password
+    digest = hashlib.sha256(salt + b"|" + where).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class _PostgresWrite:
+    """``database.atomic()`` that first takes this mirror's write lock (released at commit)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._atomic: Any = None
+
+    def __enter__(self) -> Any:
+        self._atomic = self._db.atomic()
+        txn = self._atomic.__enter__()
+        if self._db.transaction_depth() == 1:  # nested savepoints hold it already
+            self._db.execute_sql(
+                "SELECT pg_advisory_xact_lock(%s)", [mirror_key(self._db, _WRITE_LOCK_SALT)]
+            )
+        return txn
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._atomic.__exit__(*exc)
+
+
+def write_transaction(db: Any = None) -> Any:
+    """A write transaction that waits for other writers instead of failing midway."""
+    target = database.obj if db is None else db
+    if is_postgres(target):
+        return _PostgresWrite(target)
+    return target.atomic("IMMEDIATE")
