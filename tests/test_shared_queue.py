@@ -264,3 +264,41 @@ def test_testio_sync_worker_starts_a_second_worker_on_a_shared_queue(tmp_path, t
                 proc.terminate()
                 proc.wait(10)
                 proc.stderr.close()
+
+
+def test_a_worker_marks_the_run_of_a_dead_worker_abandoned_within_seconds(
+    home, tiny_server, shared_url
+):
+    """No status call, no waiter, no periodic tick: the live worker itself sees the dead run.
+
+    The row says "running" for a process that is gone (a worker SIGKILLed mid-sync).
+    The periodic task looks only once a minute and not while its worker runs a job;
+    the worker's abandon watch looks every ``ABANDON_WATCH_S``.
+    """
+    settings = make_settings(
+        home, tiny_server[1], queue_url=Secret(shared_url), refresh_interval_s=0
+    )
+    service = SyncService(settings)
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait(30)
+    workers = Workers(settings)
+    try:
+        workers.start()
+        run_id, attached = runs.create_or_attach(
+            service.build_request(),
+            run_id=tasks.sync.new_run_id(),
+            now=datetime.now(UTC),
+            enqueue=lambda rid: None,  # a job some worker took off the queue...
+        )
+        assert not attached
+        assert runs.claim_run(run_id, pid=dead.pid, now=datetime.now(UTC))  # ...then died
+        assert runs.get_run(run_id).status == SyncStatus.RUNNING.value
+        wait_until(
+            lambda: runs.get_run(run_id).status == SyncStatus.ABANDONED.value,
+            timeout_s=6.0,  # the watch looks every 2 s; the periodic tick is a minute away
+            poll_s=0.05,
+            what="the worker to mark the run abandoned",
+        )
+    finally:
+        workers.stop_all()
+    assert f"runs abandoned by a dead process: {run_id}" in workers.log()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import time
 from datetime import datetime
 
@@ -43,7 +44,9 @@ logger = logging.getLogger("testio_sync.worker")
 SECOND_LOOK_S = 0.05
 REQUEUE_PAUSE_S = 0.5  # a job put back because another worker's job runs waits this long first
 LAST_CLAIM_KEY = "background-sync:last-claim"
+ABANDON_WATCH_S = 2.0  # how often a worker on a shared queue looks for runs of dead workers
 _told_waiting: set[str] = set()  # runs whose wait this worker has logged once
+_watch_stop: threading.Event | None = None  # set to stop this worker's abandon watch
 
 
 def new_run_id() -> str:
@@ -127,7 +130,8 @@ def recover_abandoned(settings: Settings, *, now: datetime | None = None) -> lis
 def check_background_sync(settings: Settings, *, now: datetime) -> str | None:
     """Enqueue a background sync when it is due; returns its run id or None."""
     open_store(settings)
-    recover_abandoned(settings, now=now)
+    if abandoned := recover_abandoned(settings, now=now):
+        logger.warning("runs abandoned by a dead process: %s", ", ".join(abandoned))
     if runs.active_runs():
         return None
     failures, last_failure = runs.scheduler_failures_since_success()
@@ -178,13 +182,39 @@ def background_sync() -> None:
     check_background_sync(current_settings(), now=utc_now())
 
 
+def watch_abandoned(
+    settings: Settings, stop: threading.Event, *, every_s: float = ABANDON_WATCH_S
+) -> None:
+    """Mark the runs of dead workers abandoned within seconds, until ``stop`` is set.
+
+    With several workers on a shared queue, a worker killed mid-sync leaves its run
+    "running". The periodic task looks only once a minute, and not at all while this
+    worker runs a job; this thread looks every ``every_s`` while a run is active.
+    """
+    while not stop.wait(every_s):
+        try:
+            if runs.active_runs() and (abandoned := recover_abandoned(settings)):
+                logger.warning("runs abandoned by a dead process: %s", ", ".join(abandoned))
+        except Exception as exc:  # a store hiccup must not end the watch; the next look retries
+            logger.warning("could not look for abandoned runs: %s", exc)
+
+
 @huey.on_startup()
 def _worker_started() -> None:
+    global _watch_stop
     settings = current_settings()
     settings.ensure_home()
     if queue_is_shared():  # several workers may share the queue: each takes a slot
         if hold_worker_slot(settings.worker_lock_path) is None:
             logger.warning("every worker slot of %s is taken", settings.home)
+        if _watch_stop is None:
+            _watch_stop = threading.Event()
+            threading.Thread(
+                target=watch_abandoned,
+                args=(settings, _watch_stop),
+                name="abandon-watch",
+                daemon=True,
+            ).start()
     elif not hold_worker_lock(settings.worker_lock_path):
         logger.warning("another worker already runs for %s", settings.home)
     abandoned = recover_abandoned(settings)
@@ -194,4 +224,8 @@ def _worker_started() -> None:
 
 @huey.on_shutdown()
 def _worker_stopped() -> None:
+    global _watch_stop
+    if _watch_stop is not None:
+        _watch_stop.set()
+        _watch_stop = None
     release_worker_lock(current_settings().worker_lock_path)
