@@ -64,7 +64,9 @@ async def run_sync(
         client=client,
         repos=Repositories(client, settings, now=now, write=writer.call),
         settings=settings,
-        sink=sink,
+        # Progress rows go behind the saves on the writer thread: written from the loop
+        # they wait for each save's write lock, and every request waits with them.
+        sink=lambda progress: writer.post(sink, progress),
         now=now,
         should_stop=should_stop,
         write=writer.call,
