@@ -84,7 +84,11 @@ class ProductWalk:
         self.next_page = 1
         self.complete = False
         self.cut_by_since = False
-        self.stats = ctx.product_stats(pid)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The product's line in the result, made when the walk first saves."""
+        return self.ctx.product_stats(self.pid)
 
     # -- fetching and saving -------------------------------------------------------
 
