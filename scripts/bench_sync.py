@@ -13,9 +13,11 @@ worker's peak memory, and the ratio to the request-budget floor:
 
 No page waits for the one before it (walks read ahead), so no chain of pages
 enters the floor. Wasted requests are test pages fetched past a product's end:
-for the syncs that walk every product to its end, the test-page requests minus
-the pages the simulator's own test counts need (tests // 25 + 1 a product).
-They are left out of the floor's requests.
+for the syncs that walk every product to its end, the test-list requests minus
+those the simulator's own test counts need. Such a walk asks for the newest 150
+tests in one request, then for the pages past them: 1 a product, plus
+(tests - 150) // 25 + 1 for a product with at least 150 tests. They are left out
+of the floor's requests.
 
 Usage:
     python scripts/bench_sync.py [--latency-ms 100] [--scale seed] [--json]
@@ -47,6 +49,7 @@ TOKEN = "bench-token"
 FLOOR_FACTOR = 1.3
 WASTE_SHARE = 0.10  # wasted requests allowed, as a share of a full sync's requests
 PER_PAGE = 25
+UNPAGED_LIMIT = 150  # tests the API answers without ``page``: the newest ones
 # Syncs that walk every product's tests to the end: their waste is measurable, and
 # they are the ones read-ahead is for.
 DEEP = ("initial sync + bugs", "full sync", "--force resync")
@@ -82,6 +85,13 @@ def start_simulator(scale: str, latency_ms: float) -> tuple[subprocess.Popen[str
         proc.kill()
         raise SystemExit(f"simulator did not start: {line!r}")
     return proc, line.split()[-1]
+
+
+def requests_to_the_end(tests: int) -> int:
+    """The newest tests in one request, then the pages past them, the last one short."""
+    if tests < UNPAGED_LIMIT:
+        return 1
+    return 1 + (tests - UNPAGED_LIMIT) // PER_PAGE + 1
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -120,9 +130,9 @@ class Bench:
         return counts["tests"] + counts["bugs"] + counts["features"] + counts["products"]
 
     def pages_to_the_end(self) -> int:
-        """Test pages a walk of every product to its end needs, from the simulator's counts."""
+        """Test-list requests a walk of every product to its end needs (simulator's counts)."""
         per_product = self.control("GET", "truth")["per_product"]
-        return sum(row["tests"] // PER_PAGE + 1 for row in per_product.values())
+        return sum(requests_to_the_end(row["tests"]) for row in per_product.values())
 
     def run(self, name: str, service: Any, worker_pid: int, **kw: Any) -> dict[str, Any]:
         needed_pages = self.pages_to_the_end()

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+
 from testio_sync.errors import ConfigError
 
 PRODUCTION_BASE_URL = "https://api.test.io/customer/v2"
@@ -411,25 +413,64 @@ def home_from_env(env: Mapping[str, str] | None = None) -> Path:
 # of the customer's system under test.
 _ENVIRONMENT_KEY = "test_environment"
 _ENVIRONMENT_KEPT = ("id", "title")
+_ENVIRONMENT_NEEDLE = b'"test_environment"'  # how orjson writes the key, always
 
 
 def scrub_environments(value: Any) -> Any:
-    """A copy of ``value`` whose every ``test_environment`` keeps only ``id`` and ``title``.
+    """``value`` with every ``test_environment`` keeping only ``id`` and ``title``.
 
     The one rule for those credentials, applied where API answers arrive (the
     client) and again where rows are written (the store): none of it may reach a
     result, a log or the database file. An unexpected shape keeps nothing.
+
+    A test, or a list of tests, holds its environment at its top: one fast
+    serialisation counts every occurrence of the key, and when all of them are
+    at the top only those are rebuilt (the rest is shared with ``value``; an item
+    already clean is returned as is). Anything else is copied through whole.
     """
+    items = value if isinstance(value, list) else [value]
+    try:
+        found = orjson.dumps(value).count(_ENVIRONMENT_NEEDLE)
+    except (TypeError, orjson.JSONEncodeError):  # not plain JSON data: the full walk
+        found = -1
+    at_top = sum(1 for item in items if isinstance(item, dict) and _ENVIRONMENT_KEY in item)
+    if found != at_top:
+        return _scrub_everywhere(value)
+    scrubbed = [_scrub_top(item) for item in items]
+    if not isinstance(value, list):
+        return scrubbed[0]
+    return value if all(a is b for a, b in zip(scrubbed, value, strict=True)) else scrubbed
+
+
+def _kept(item: Any) -> Any:
+    if isinstance(item, dict):
+        return {k: item[k] for k in _ENVIRONMENT_KEPT if k in item}
+    return None
+
+
+def _scrub_top(item: Any) -> Any:
+    if not isinstance(item, dict) or _ENVIRONMENT_KEY not in item:
+        return item
+    environment = item[_ENVIRONMENT_KEY]
+    if environment is None or (
+        isinstance(environment, dict) and environment.keys() <= set(_ENVIRONMENT_KEPT)
+    ):
+        return item
+    return {**item, _ENVIRONMENT_KEY: _kept(environment)}
+
+
+def _scrub_everywhere(value: Any) -> Any:
+    """A copy of ``value`` scrubbed at any depth."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if key == _ENVIRONMENT_KEY and isinstance(item, dict):
-                out[key] = {k: item[k] for k in _ENVIRONMENT_KEPT if k in item}
+                out[key] = _kept(item)
             elif key == _ENVIRONMENT_KEY and item is not None:
                 out[key] = None
             else:
-                out[key] = scrub_environments(item)
+                out[key] = _scrub_everywhere(item)
         return out
     if isinstance(value, list):
-        return [scrub_environments(item) for item in value]
+        return [_scrub_everywhere(item) for item in value]
     return value

@@ -170,6 +170,17 @@ class ApiClient:
         )
         return scrub_environments(tests)
 
+    async def fetch_newest_tests(self, product_id: int) -> list[dict[str, Any]]:
+        """The newest 150 tests in one answer: the list asked for without ``page``.
+
+        Same order as the pages (``end_at`` descending); a shorter answer is the whole
+        list. One broken test among them fails it with HTTP 500, like a page.
+        """
+        tests = await self._get_list(
+            f"products/{product_id}/exploratory_tests", "exploratory_tests"
+        )
+        return scrub_environments(tests)
+
     async def fetch_test(self, test_id: int) -> dict[str, Any]:
         """One test in full detail, credentials stripped."""
         test = await self._get_object(f"exploratory_tests/{test_id}", "exploratory_test")

@@ -10,6 +10,12 @@ of such a recovery is not the end of the list: the end is judged on slots
 positions as long as a page is not a broken test but a broken list: the walk
 stops there with ``UnreadablePagesError`` rather than record positions forever.
 
+A walk expected to go deep may start with one request for the newest
+``UNPAGED_LIMIT`` tests (``fetch_newest``: the list asked for without ``page``):
+a product with fewer tests is then complete in one round trip, and a longer
+list goes on at the page after them. A 500 there (a broken test among them)
+leaves the walk to the pages, whose shrinking loses only the broken test.
+
 A walk expected to go deep reads ahead (``read_ahead``): page N+1 does not need
 page N's answer, so pages the store says exist are fetched in parallel, and
 pages past that are fetched speculatively, only into request slots nobody else
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
     from testio_sync.api.client import ApiClient
 
 __all__ = [
+    "UNPAGED_LIMIT",
     "BrokenSlot",
     "PageLoopError",
     "TestPage",
@@ -45,11 +52,14 @@ logger = logging.getLogger(__name__)
 
 # Page sizes tried, in order, when a page answers 500 (the sizes the API is known to serve).
 SHRINK_SIZES = (10, 5, 2, 1)
+# Without ``page`` the API answers the newest this many tests, in the pages' order.
+UNPAGED_LIMIT = 150
 # Speculative pages (past what the store says exists) a deep walk may have in flight:
-# a few at first, one more for every READ_AHEAD_GROWTH pages walked. Each is a request
-# wasted if the list ends before it, so the window grows only as the walk proves deep.
+# a few at first, one more for every READ_AHEAD_GROWTH pages walked page by page. Each is
+# a request wasted if the list ends before it, so the window grows only as the walk
+# proves deep.
 READ_AHEAD_START = 2
-READ_AHEAD_GROWTH = 8
+READ_AHEAD_GROWTH = 16
 
 
 class PageLoopError(BadResponseError):
@@ -79,7 +89,7 @@ class TestPage:
     __test__ = False  # not a pytest test class
 
     product_id: int
-    page: int
+    page: int  # for the newest tests in one answer: the last page they stand for
     per_page: int
     start_position: int  # 0-based offset of the first slot
     tests: list[dict[str, Any]]
@@ -148,6 +158,8 @@ class TestPageWalker:
         self._end_page: int | None = None  # a page read ahead came back short: the end
         self._window: tuple[int, int, bool] | None = None  # next page, known pages, speculate
         self._taken = 0  # the highest page fetch_page took
+        self._newest: asyncio.Task[list[dict[str, Any]]] | None = None
+        self._first_page = start_page  # the first page fetched as a page
 
     async def pages(self) -> AsyncIterator[TestPage]:
         """Yield pages until the list ends; safe to leave early (``break``/``aclose``).
@@ -216,6 +228,84 @@ class TestPageWalker:
         self._previous = _Seen(page_number, ids, tail)
         return page
 
+    # -- the newest tests in one request -------------------------------------------
+
+    @property
+    def can_fetch_newest(self) -> bool:
+        """Whether the walk is still at its start and pages line up after the newest tests."""
+        return UNPAGED_LIMIT % self.per_page == 0 and self.page == 1 and self._taken == 0
+
+    def start_newest(self, *, when_full: Callable[[], None] | None = None) -> None:
+        """Ask for the newest tests now, for ``fetch_newest`` to take.
+
+        ``when_full`` runs as soon as a full answer lands (the list goes on past it),
+        before anyone takes it: the place to start reading the next pages ahead.
+        """
+        if self._newest is None and self.can_fetch_newest:
+            self._newest = asyncio.get_running_loop().create_task(self._ask_newest())
+
+            def landed(task: asyncio.Task[list[dict[str, Any]]]) -> None:
+                if task.cancelled() or task.exception() is not None:  # retrieved: not logged
+                    return
+                if when_full is not None and len(task.result()) == UNPAGED_LIMIT:
+                    when_full()
+
+            self._newest.add_done_callback(landed)
+
+    async def _ask_newest(self) -> list[dict[str, Any]]:
+        # Above a first page and the features: the pages past it wait for its answer.
+        request_priority.set(self.priority + 2)
+        return await self.client.fetch_newest_tests(self.product_id)
+
+    async def fetch_newest(self) -> TestPage | None:
+        """The newest ``UNPAGED_LIMIT`` tests as one page: the first pages in one request.
+
+        A shorter answer is the whole list (``is_last``). After a full one the walker
+        goes on at the page past it, with its last test as the next page's neighbour.
+        Returns None, taking nothing, when the request answered 500 (a broken test
+        among them) or more tests than the API serves so: walk the pages from page 1.
+
+        Raises:
+            ApiError: any failure other than a 500.
+        """
+        task, self._newest = self._newest, None
+        if not self.can_fetch_newest:
+            return None
+        try:
+            if task is None:
+                tests = await self._ask_newest()
+            else:
+                tests = await task
+        except ApiError as exc:
+            if exc.status != 500:
+                raise
+            logger.warning(
+                "The newest tests of product %d failed (HTTP 500); walking page by page",
+                self.product_id,
+            )
+            return None
+        if len(tests) > UNPAGED_LIMIT:
+            logger.warning(
+                "Product %d: %d tests came back without pages (at most %d expected); "
+                "walking page by page",
+                self.product_id,
+                len(tests),
+                UNPAGED_LIMIT,
+            )
+            return None
+        number = UNPAGED_LIMIT // self.per_page
+        full = len(tests) == UNPAGED_LIMIT
+        page = TestPage(self.product_id, number, UNPAGED_LIMIT, 0, tests, [], False, not full)
+        self._check_order(page, None)
+        if full:
+            tail = tests[-self.per_page :]
+            self._previous = _Seen(number, [t.get("id") for t in tail], (len(tests) - 1, tail[-1]))
+            self._taken = number
+            self.page = self._first_page = number + 1
+        else:
+            self.stop_reason = "empty_page" if not tests else "short_page"
+        return page
+
     # -- read-ahead ----------------------------------------------------------------
 
     def read_ahead(self, next_page: int, *, known_pages: int = 0, speculate: bool = True) -> None:
@@ -223,7 +313,8 @@ class TestPageWalker:
 
         Pages up to ``known_pages`` (pages the caller knows exist) start at once, at
         most one per request slot. With ``speculate``, later pages start too, but
-        only into idle slots (``RequestBudget.spare``), at most ``READ_AHEAD_START``
+        only into slots nobody else wants or whose waiters they outrank
+        (``RequestBudget.spare``), at most ``READ_AHEAD_START``
         plus one per ``READ_AHEAD_GROWTH`` pages walked; each is wasted if the list
         ends first.
         Nothing new starts during a 429 pause or past a page seen short. The window
@@ -238,6 +329,9 @@ class TestPageWalker:
         for task in self._ahead.values():
             task.cancel()
         self._ahead.clear()
+        if self._newest is not None:
+            self._newest.cancel()
+            self._newest = None
 
     @property
     def pages_ahead(self) -> list[int]:
@@ -258,8 +352,9 @@ class TestPageWalker:
         last = next_page + budget.slots.size - 1  # answers held: one page per slot
         if self._end_page is not None:
             last = min(last, self._end_page)
-        spare = budget.spare()
-        allowed = READ_AHEAD_START + (landed - 1) // READ_AHEAD_GROWTH if speculate else 0
+        spare = budget.spare(self.priority + landed)  # the priority ``_start`` gives them
+        walked = landed - self._first_page  # page by page: the newest tests do not count
+        allowed = READ_AHEAD_START + walked // READ_AHEAD_GROWTH if speculate else 0
         guesses = 0
         for number in range(next_page, last + 1):
             if number == asked or number <= known_pages:

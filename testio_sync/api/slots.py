@@ -7,7 +7,8 @@ that walk queue behind every other request. Callers set ``request_priority`` in
 their task (a contextvar, so it follows the task and needs no parameter): the
 deeper a walk, the higher its priority; bulk work keeps the default 0. Equal
 priorities are FIFO. Read-ahead asks ``RequestBudget.spare`` how many slots
-nobody wants, so speculation only fills slots that would sit idle.
+it may take: those nobody wants, or, when it outranks everyone queued, as many
+as its window allows (it would be served first anyway).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class PrioritySlots:
     def idle(self) -> int:
         """Slots free with nobody queued for them."""
         return 0 if self._waiters else self._free
+
+    def first_in_line(self, priority: int) -> bool:
+        """Whether a request of ``priority`` would be served before everyone queued now."""
+        return not self._waiters or -self._waiters[0][0] < priority
 
     async def acquire(self, priority: int | None = None) -> None:
         if priority is None:
@@ -97,13 +102,20 @@ class RequestBudget:
         """A 429 closed the gate and it has not reopened yet."""
         return self.resume_at > asyncio.get_running_loop().time()
 
-    def spare(self) -> int:
-        """Slots a speculative request may take now: idle ones, none while paused.
+    def spare(self, priority: int | None = None) -> int:
+        """Slots a speculative request may take now; none while paused.
 
+        Idle ones; and, for a request of ``priority`` above everyone queued (the
+        longest chain of a sync), every slot: it would be served first anyway, and
+        its caller bounds how many it asks for.
         During a 429 pause requests wait at the gate, not for a slot, so slots look
         idle; speculating then would only pile more requests behind the gate.
         """
-        return 0 if self.paused else self.slots.idle
+        if self.paused:
+            return 0
+        if priority is not None and self.slots.first_in_line(priority):
+            return self.slots.size
+        return self.slots.idle
 
     async def wait_for_gate(self) -> None:
         loop = asyncio.get_running_loop()

@@ -126,8 +126,9 @@ def clean_raw(raw: Raw, *, drop: Iterable[str] = ()) -> tuple[Raw, str]:
     data = {k: v for k, v in raw.items() if k not in dropped} if dropped else raw
     text = canonical_json(data)
     if f'"{_ENVIRONMENT_KEY}"' in text:
-        data = scrub(data)
-        text = canonical_json(data)
+        scrubbed = scrub(data)
+        if scrubbed is not data:  # it held credentials (the client scrubs answers already)
+            data, text = scrubbed, canonical_json(scrubbed)
     return data, text
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from testio_sync.store.models import database
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 SWITCH_INTERVAL_S = 0.0005
 
 
@@ -52,11 +54,31 @@ class StoreWriter:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    def post(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Queue ``fn(*args)`` behind the writes already queued, without waiting for it.
+
+        For writes nobody waits on (progress rows): done on the loop thread they would
+        block every request while a save holds the write lock. A failure is logged;
+        once the writer is closed, ``fn`` runs in place.
+        """
+        try:
+            future = self._pool.submit(fn, *args)
+        except RuntimeError:  # shut down: nothing else writes now
+            fn(*args)
+            return
+        future.add_done_callback(_log_failure)
+
     def close(self) -> None:
         """Finish queued writes, close the connection and stop the thread."""
         self._pool.submit(self._close).result()
         self._pool.shutdown(wait=True)
         sys.setswitchinterval(self._previous_interval)
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("A background store write failed: %s", exc)
 
 
 async def direct_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

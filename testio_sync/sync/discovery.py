@@ -18,11 +18,14 @@ has seen enough:
 A complete walk (to the end, no ``since``) removes every stored test the API no
 longer lists, except those sitting where a broken test is.
 
-A walk that must reach the end (and the walk on after a tail-probe mismatch)
-reads ahead: the pages the store says exist are fetched in parallel, later ones
-speculatively into idle request slots (``TestPageWalker.read_ahead``). A walk
-expected to stop early fetches one page at a time, so an incremental sync with
-nothing new still costs two requests per product.
+A walk that must reach the end starts with one request for the newest
+``UNPAGED_LIMIT`` tests (a smaller product is then done in one round trip;
+not when a broken test is pending, which fails that request every time), then
+it and the walk on after a tail-probe mismatch read ahead: the pages the store
+says exist are fetched in parallel, later ones speculatively into idle request
+slots (``TestPageWalker.read_ahead``). A walk expected to stop early fetches
+one page at a time, so an incremental sync with nothing new still costs two
+requests per product.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from testio_sync.api.pages import TestPage, TestPageWalker
+from testio_sync.api.pages import UNPAGED_LIMIT, TestPage, TestPageWalker
 from testio_sync.api.slots import request_priority
 from testio_sync.dates import parse_api_time
 from testio_sync.store import queries, save
@@ -81,7 +84,11 @@ class ProductWalk:
         self.next_page = 1
         self.complete = False
         self.cut_by_since = False
-        self.stats = ctx.product_stats(pid)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The product's line in the result, made when the walk first saves."""
+        return self.ctx.product_stats(self.pid)
 
     # -- fetching and saving -------------------------------------------------------
 
@@ -143,7 +150,12 @@ class ProductWalk:
         walk asks for page 1 only, which it needs whatever it finds: guessing past
         it would crowd out the features every walk waits for.
         """
-        if self._goes_deep() and self.since is None and self.history_complete:
+        if self._newest_first():
+            past = UNPAGED_LIMIT // PER_PAGE + 1  # the first page past the newest tests
+            self.walker.start_newest(when_full=lambda: self._read_ahead(past))
+            if self.history_complete and len(self.known) >= UNPAGED_LIMIT:
+                self._read_ahead(past)  # known to exist: no need to wait
+        elif self._goes_deep() and self.since is None and self.history_complete:
             self._read_ahead()  # pages the store knows of: no guess
         else:
             self.walker.read_ahead(1, speculate=False)
@@ -164,23 +176,49 @@ class ProductWalk:
             return True
         return self.since is None and not self.history_complete
 
-    def _read_ahead(self) -> None:
-        """Keep the next pages in flight; the stored tests say how many exist.
+    def _newest_first(self) -> bool:
+        """Whether the walk starts with the newest tests in one request (see the module)."""
+        return (
+            self._goes_deep()
+            and self.since is None
+            and not self.pending_broken
+            and self.walker.can_fetch_newest
+        )
+
+    async def _fetch_newest(self) -> None:
+        """The newest tests in one request, saved; on a 500 the pages take over from page 1."""
+        self.ctx.raise_if_stopped()
+        request_priority.set(WALK_PRIORITY + 1)
+        page = await self.walker.fetch_newest()
+        if page is None:
+            return
+        self.ctx.api_successes += 1
+        for message in page.warnings:
+            self.ctx.warn(message)
+        self.next_page = page.page + 1
+        await self.save(page)
+        self.complete = page.is_last
+
+    def _read_ahead(self, first: int | None = None) -> None:
+        """Keep pages from ``first`` (default: the next) in flight; the store says how many exist.
 
         With the whole history stored, its count is the list's length give or take
         what changed: no guessing past it. Without it, guess past the stored pages.
         """
+        first = self.next_page if first is None else first
         if self.history_complete:
             self.walker.read_ahead(
-                self.next_page, known_pages=len(self.known) // PER_PAGE + 1, speculate=False
+                first, known_pages=len(self.known) // PER_PAGE + 1, speculate=False
             )
         else:
-            self.walker.read_ahead(self.next_page, known_pages=len(self.known) // PER_PAGE)
+            self.walker.read_ahead(first, known_pages=len(self.known) // PER_PAGE)
 
     async def _run(self) -> None:
         must_finish = self._goes_deep()
         extra_page_taken = False
-        while True:
+        if self._newest_first():
+            await self._fetch_newest()
+        while not self.complete:
             if must_finish and self.since is None:
                 self._read_ahead()
             page = await self.fetch(self.next_page)

@@ -22,6 +22,7 @@ from testio_sync.settings import Settings
 from testio_sync.store.writer import StoreWriter
 from testio_sync.sync import phases
 from testio_sync.sync.context import ProgressSink, RunContext, null_progress
+from testio_sync.sync.pipeline import ProductPipeline
 from testio_sync.sync.types import (
     SyncPhase,
     SyncRequest,
@@ -64,22 +65,29 @@ async def run_sync(
         client=client,
         repos=Repositories(client, settings, now=now, write=writer.call),
         settings=settings,
-        sink=sink,
+        # Progress rows go behind the saves on the writer thread: written from the loop
+        # they wait for each save's write lock, and every request waits with them.
+        sink=lambda progress: writer.post(sink, progress),
         now=now,
         should_stop=should_stop,
         write=writer.call,
     )
     fatal: str | None = None
+    rest = [p for p in request.phases if p != SyncPhase.PRODUCTS]
+    pipeline = ProductPipeline(ctx, rest) if rest else None
     try:
         await phases.resolve_scope(ctx)
         if SyncPhase.PRODUCTS in request.phases:
+            if pipeline is not None:
+                pipeline.start_walks()  # stored products: no need to wait for the list
             await _timed(ctx, [SyncPhase.PRODUCTS], lambda: phases.run_products(ctx))
-        rest = [p for p in request.phases if p != SyncPhase.PRODUCTS]
-        if rest:
-            await _timed(ctx, rest, lambda: phases.run_product_pipeline(ctx, rest))
+        if pipeline is not None:
+            await _timed(ctx, rest, lambda: phases.run_product_pipeline(ctx, rest, pipeline))
     except TestioSyncError as exc:  # a refused token, a stop request, a store failure
         fatal = str(exc)
     finally:
+        if pipeline is not None:
+            pipeline.close()
         await asyncio.to_thread(writer.close)
     if fatal and not any(error.endswith(fatal) for error in result.errors):
         result.errors.append(fatal)  # once: a phase may have recorded it with its object

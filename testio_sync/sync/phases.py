@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from testio_sync.api.slots import request_priority
 from testio_sync.errors import AccessError, ApiError, AuthError, UnknownProductsError
 from testio_sync.store import queries, save
 from testio_sync.store.backups import new_backup_path
@@ -19,6 +20,8 @@ from testio_sync.sync.context import RunContext
 from testio_sync.sync.pipeline import ProductPipeline, record_api_error
 from testio_sync.sync.removals import removal_refused
 from testio_sync.sync.types import SyncPhase
+
+PRODUCT_LIST_PRIORITY = 1_000_000  # above any walk's pages, however deep
 
 
 async def resolve_scope(ctx: RunContext) -> None:
@@ -54,6 +57,8 @@ async def resolve_scope(ctx: RunContext) -> None:
 async def run_products(ctx: RunContext) -> None:
     """Refresh product metadata; a full-scope run also drops products gone upstream."""
     wanted = ctx.request.scope.product_ids
+    # Walks may be on their way already: the list that gates every later phase goes first.
+    token = request_priority.set(PRODUCT_LIST_PRIORITY)
     try:
         listed = await ctx.client.fetch_products()
     except AuthError:
@@ -72,6 +77,8 @@ async def run_products(ctx: RunContext) -> None:
             raise
         ctx.warn("Continuing with the products already stored.")
         return
+    finally:
+        request_priority.reset(token)
     ctx.api_successes += 1
     listed_ids = {int(p["id"]) for p in listed}
     with database.connection_context():
@@ -111,6 +118,8 @@ def remove_products(ctx: RunContext, gone: list[int]) -> None:
     )
 
 
-async def run_product_pipeline(ctx: RunContext, phases: Sequence[SyncPhase]) -> None:
+async def run_product_pipeline(
+    ctx: RunContext, phases: Sequence[SyncPhase], pipeline: ProductPipeline | None = None
+) -> None:
     """FEATURES, NEW_TESTS and BUGS of every product in scope (see ``ProductPipeline``)."""
-    await ProductPipeline(ctx, phases).run()
+    await (pipeline or ProductPipeline(ctx, phases)).run()

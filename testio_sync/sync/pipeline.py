@@ -69,8 +69,32 @@ class ProductPipeline:
         self.batches_done = 0
         self.products_left = len(ctx.product_ids)
         self._group: asyncio.TaskGroup | None = None
+        self._started: dict[int, ProductWalk] = {}  # walks started before the product list
+
+    def start_walks(self) -> None:
+        """Start the stored products' walks now, while the product list is on its way.
+
+        A walk's first requests need only what the store holds; the product list
+        only confirms which products remain. A product gone upstream has its walk
+        dropped unsaved (at most its first requests wasted).
+        """
+        if SyncPhase.NEW_TESTS not in self.phases:
+            return
+        with database.connection_context():
+            stored = set(queries.product_ids())
+        for pid in [p for p in self.ctx.product_ids if p in stored]:
+            walk = ProductWalk(self.ctx, pid)
+            walk.start()
+            self._started[pid] = walk
+
+    def close(self) -> None:
+        """Drop the walks started early and never run (their product is gone, or the run failed)."""
+        for walk in self._started.values():
+            walk.close()
+        self._started.clear()
 
     async def run(self) -> None:
+        self.products_left = len(self.ctx.product_ids)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -78,6 +102,8 @@ class ProductPipeline:
                     group.create_task(self._product(pid))
         except BaseExceptionGroup as eg:
             raise unwrap_group(eg) from None
+        finally:
+            self.close()
         if self.failed_bugs:
             self.ctx.api_failures += len(self.failed_bugs)
             sample = ", ".join(f"{t} ({m})" for t, m in list(self.failed_bugs.items())[:3])
@@ -94,8 +120,11 @@ class ProductPipeline:
             walk = None
             if SyncPhase.NEW_TESTS in self.phases:
                 on_page = (lambda ids: self._schedule(ids, held)) if self.with_bugs else None
-                walk = ProductWalk(ctx, pid, on_page=on_page)
-                walk.start()  # its first pages travel while the features are fetched
+                walk = self._started.pop(pid, None)
+                if walk is None:
+                    walk = ProductWalk(ctx, pid)
+                    walk.start()  # its first pages travel while the features are fetched
+                walk.on_page = on_page
             try:
                 if SyncPhase.FEATURES in self.phases:
                     await self._features(pid)

@@ -18,6 +18,28 @@ def test_scrub_keeps_only_id_and_title_of_every_test_environment() -> None:
     assert test["test_environment"]["password"] == api.PASSWORD
 
 
+def test_scrub_finds_a_nested_environment_beside_the_top_ones() -> None:
+    """A list of tests whose environments sit at the top and, once, deeper inside one."""
+    first, second = api.exploratory_test(1), api.exploratory_test(2)
+    second["section"] = {"id": 5, "test_environment": dict(first["test_environment"])}
+    scrubbed = normalize.scrub([first, second, {"id": 3, "test_environment": None}])
+    assert [t["test_environment"] for t in scrubbed] == [
+        {"id": 77, "title": "Staging"},
+        {"id": 77, "title": "Staging"},
+        None,
+    ]
+    assert scrubbed[1]["section"]["test_environment"] == {"id": 77, "title": "Staging"}
+    assert api.PASSWORD not in normalize.canonical_json(scrubbed)
+    assert second["section"]["test_environment"]["password"] == api.PASSWORD  # input untouched
+
+
+def test_scrub_returns_a_clean_payload_as_it_is() -> None:
+    """What the client scrubbed already is not copied again when it is stored."""
+    clean = normalize.scrub(api.exploratory_test(1))
+    assert normalize.scrub(clean) is clean
+    assert normalize.scrub([clean]) == [clean]
+
+
 def test_canonical_json_ignores_key_order() -> None:
     """Equal payloads give equal text, so change detection is a string compare."""
     assert normalize.canonical_json({"b": 1, "a": [1, {"d": 2, "c": 3}]}) == (
