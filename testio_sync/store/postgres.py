@@ -55,7 +55,7 @@ def open_postgres(url: str, *, migrate: bool = True) -> PostgresqlDatabase:
     with _opening:
         db = _opened.get(url)
         if db is None:
-            db = connect_postgres(url, migrate=migrate)
+            db = connect_postgres(url, migrate=migrate, pooled=True)
             _opened[url] = db
         if database.obj is not db:
             database.initialize(db)
@@ -63,7 +63,7 @@ def open_postgres(url: str, *, migrate: bool = True) -> PostgresqlDatabase:
 
 
 def connect_postgres(
-    url: str, *, migrate: bool = True, variable: str = VARIABLE
+    url: str, *, migrate: bool = True, variable: str = VARIABLE, pooled: bool = False
 ) -> PostgresqlDatabase:
     """A database handle for ``url``, checked and (``migrate``) upgraded, but not bound.
 
@@ -73,14 +73,19 @@ def connect_postgres(
         ConfigError: the server cannot be reached or refuses us (password hidden).
         StoreError: the database was written by a newer version of testio-sync.
     """
-    # Pooled: every store call opens and closes its connection, which on a server
-    # costs a round trip and authentication; the pool keeps them open.
-    db = PooledPostgresqlDatabase(
-        conninfo(url),
-        max_connections=POOL_SIZE,
-        stale_timeout=POOL_STALE_S,
-        timeout=CONNECT_TIMEOUT_S * 6,
-        connect_timeout=CONNECT_TIMEOUT_S,
+    # Pooled for the bound mirror: every store call opens and closes its connection,
+    # which on a server costs a round trip and authentication; the pool keeps them open.
+    # A short-lived handle (a copy's source or target) stays unpooled: closing it closes.
+    db = (
+        PooledPostgresqlDatabase(
+            conninfo(url),
+            max_connections=POOL_SIZE,
+            stale_timeout=POOL_STALE_S,
+            timeout=CONNECT_TIMEOUT_S * 6,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
+        if pooled
+        else PostgresqlDatabase(conninfo(url), connect_timeout=CONNECT_TIMEOUT_S)
     )
     try:
         if migrate:

@@ -68,6 +68,7 @@ def test_mixed_offsets_are_stored_in_utc_and_order_by_real_time(product, now) ->
     assert tests[2].end_at == datetime(2026, 3, 1, 5, 0, tzinfo=UTC)
 
 
+@pytest.mark.sqlite_only  # reads the file's bytes; tests/sync checks PostgreSQL's rows
 def test_credentials_never_reach_the_database_file(product, db_path, now) -> None:
     """Only the environment's id and title are kept; the password is nowhere on disk."""
     save.save_tests(product, [api.exploratory_test(101)], now=now)

@@ -293,7 +293,7 @@ def test_data_files_are_private(tiny_server, home):
     sync(service)
     tasks.huey.pending()  # the queue's file is made on first use: use it
     assert home.stat().st_mode & 0o777 == 0o700
-    names = ("queue.db", "sync.lock") + (("cache.db",) if testsupport.STORE_URL is None else ())
+    names = ("queue.db",) + (("cache.db", "sync.lock") if testsupport.STORE_URL is None else ())
     for name in names:
         assert (home / name).stat().st_mode & 0o777 == 0o600, name
 
