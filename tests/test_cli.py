@@ -380,6 +380,7 @@ def test_a_product_the_token_cannot_see_makes_the_sync_partial_with_exit_3(
     assert counts(settings)["products"] == 2  # the unlisted product is kept, not dropped
 
 
+@pytest.mark.sqlite_only  # holds the file lock; tests/sync/test_pg_lock.py holds PostgreSQL's
 def test_a_sync_lock_held_elsewhere_past_the_wait_exits_4(settings: Settings) -> None:
     """Another holder keeps the lock longer than TESTIO_SYNC_LOCK_TIMEOUT_SECONDS: exit 4."""
     settings.ensure_home()

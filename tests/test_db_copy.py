@@ -68,6 +68,7 @@ def pg_indexes(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         [(enabled,)] = conn.execute(
             "SELECT tgenabled FROM pg_trigger WHERE tgname = 'bugs_devices'"
+            " AND tgrelid = 'bugs'::regclass"
         ).fetchall()
         assert enabled == "O"
         rows = conn.execute(

@@ -191,6 +191,8 @@ PG_BACK_TO_VERSION_3 = [
     'DROP INDEX "bugs_analytics"',
     'DROP INDEX "test_features_analytics"',
     'ALTER TABLE "tests" DROP COLUMN "environment_title", DROP COLUMN "end_week"',
+    'ALTER TABLE "sync_events" DROP COLUMN "owner_host"',  # version 7
+    'DROP TABLE "sync_lock"',
     'UPDATE "testio_schema" SET "version" = 3',
 ]
 
