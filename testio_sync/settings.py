@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import orjson
 
@@ -158,21 +158,34 @@ def redact_url(url: str) -> str:
         return "<unparsable URL>"
 
 
-def queue_url_from_env(env: Mapping[str, str] | None = None) -> Secret | None:
-    """``TESTIO_SYNC_QUEUE_URL``: unset is the SQLite queue; else a Redis or PostgreSQL URL.
+def _url_from_env(env: Mapping[str, str] | None, name: str) -> tuple[str, SplitResult] | None:
+    """The URL in variable ``name`` and its parts, or None when unset.
 
     Raises:
-        ConfigError: not a URL of either kind (the message hides its password).
+        ConfigError: the value does not parse as a URL (its password hidden).
     """
     env = os.environ if env is None else env
-    raw = env.get("TESTIO_SYNC_QUEUE_URL", "").strip()
+    raw = env.get(name, "").strip()
     if not raw:
         return None
     try:
         parts = urlsplit(raw)
         parts.port  # noqa: B018  (a port that is not a number raises here)
     except ValueError:
-        raise ConfigError(f"TESTIO_SYNC_QUEUE_URL is not a URL: {redact_url(raw)}") from None
+        raise ConfigError(f"{name} is not a URL: {redact_url(raw)}") from None
+    return raw, parts
+
+
+def queue_url_from_env(env: Mapping[str, str] | None = None) -> Secret | None:
+    """``TESTIO_SYNC_QUEUE_URL``: unset is the SQLite queue; else a Redis or PostgreSQL URL.
+
+    Raises:
+        ConfigError: not a URL of either kind (the message hides its password).
+    """
+    found = _url_from_env(env, "TESTIO_SYNC_QUEUE_URL")
+    if found is None:
+        return None
+    raw, parts = found
     if parts.scheme not in QUEUE_SCHEMES or not parts.hostname:
         raise ConfigError(
             f"TESTIO_SYNC_QUEUE_URL must be redis://HOST[:PORT][/DB] or "
@@ -190,15 +203,10 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> Secret | None
     Raises:
         ConfigError: not a PostgreSQL URL (the message hides its password).
     """
-    env = os.environ if env is None else env
-    raw = env.get("TESTIO_SYNC_DATABASE_URL", "").strip()
-    if not raw:
+    found = _url_from_env(env, "TESTIO_SYNC_DATABASE_URL")
+    if found is None:
         return None
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018  (a port that is not a number raises here)
-    except ValueError:
-        raise ConfigError(f"TESTIO_SYNC_DATABASE_URL is not a URL: {redact_url(raw)}") from None
+    raw, parts = found
     if parts.scheme not in DATABASE_SCHEMES or not parts.path.strip("/"):
         raise ConfigError(
             "TESTIO_SYNC_DATABASE_URL must be postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="testio-sync-tests-")
@@ -99,20 +100,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """The mirror's store for this test: settings from ``make_settings`` point at it."""
-    previous = testsupport.STORE_URL  # a module's shared store (``module_store``) comes back
-    if request.param == "sqlite":
-        testsupport.STORE_URL = None
-        try:
-            yield "sqlite"
-        finally:
-            testsupport.STORE_URL = previous
-        return
-    with postgres_store() as url:
-        testsupport.STORE_URL = url
-        try:
-            yield "postgresql"
-        finally:
-            testsupport.STORE_URL = previous
+    with _using_store(request.param) as kind:
+        yield kind
 
 
 @pytest.fixture(scope="module", params=STORES)
@@ -122,17 +111,22 @@ def module_store(request: pytest.FixtureRequest) -> Iterator[str]:
     For data synced once per module: ``make_settings`` points at this store while
     the module runs (a test's own ``store_backend`` takes over during that test).
     """
-    previous = testsupport.STORE_URL
-    if request.param == "sqlite":
-        testsupport.STORE_URL = None
-        try:
-            yield "sqlite"
-        finally:
-            testsupport.STORE_URL = previous
-        return
-    with postgres_store() as url:
-        testsupport.STORE_URL = url
-        try:
-            yield "postgresql"
-        finally:
-            testsupport.STORE_URL = previous
+    with _using_store(request.param) as kind:
+        yield kind
+
+
+@contextmanager
+def _using_store(kind: str) -> Iterator[str]:
+    """Point ``make_settings`` at a store of ``kind`` (a fresh PostgreSQL schema, or the
+    SQLite file of each home) until the block ends, then at the store before it."""
+    previous = testsupport.STORE_URL  # a module's shared store (``module_store``) comes back
+    try:
+        if kind == "sqlite":
+            testsupport.STORE_URL = None
+            yield kind
+        else:
+            with postgres_store() as url:
+                testsupport.STORE_URL = url
+                yield kind
+    finally:
+        testsupport.STORE_URL = previous
