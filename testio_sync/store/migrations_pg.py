@@ -150,9 +150,7 @@ _V6: list[Step] = [
     'ALTER TABLE "tests" ADD COLUMN "end_week" TEXT',
     migrations.fill_end_weeks,
     'DROP INDEX "tests_analytics"',
-    'CREATE INDEX "tests_analytics" ON "tests" ("product_id", "status", "end_at", "end_week",'
-    ' "testing_type", "section_id", "created_by", "submitted_by", "environment_title",'
-    ' "bugs_final", "bugs_synced_at")',
+    migrations.TESTS_ANALYTICS_V6,
 ]
 
 # Version 7: the owner's host on each run, and the holder of the advisory sync lock
