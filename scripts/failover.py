@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from team_processes import (
-    DEFAULT_REDIS_QUEUE,
     Interrupted,
     Team,
+    add_store_arguments,
     check_queue,
     queue_in_use,
     raise_on_signals,
@@ -216,16 +216,7 @@ def render(outcome: Failover) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--queue-url",
-        default=os.environ.get("TESTIO_SYNC_QUEUE_URL") or DEFAULT_REDIS_QUEUE,
-        help="shared queue (redis:// or postgresql://); its jobs are deleted after",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("TESTIO_SYNC_DATABASE_URL") or None,
-        help="passed to every process as TESTIO_SYNC_DATABASE_URL (default: SQLite)",
-    )
+    add_store_arguments(parser)
     parser.add_argument("--scale", default="large", choices=("tiny", "seed", "large"))
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulator latency")
     parser.add_argument(

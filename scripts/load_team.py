@@ -45,11 +45,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from team_processes import (
     CLI,
-    DEFAULT_REDIS_QUEUE,
     SERVER_TOKEN,
     Interrupted,
     Started,
     Team,
+    add_store_arguments,
     check_queue,
     queue_in_use,
     raise_on_signals,
@@ -426,16 +426,7 @@ def render(results: list[SetupResult], args: argparse.Namespace) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--queue-url",
-        default=os.environ.get("TESTIO_SYNC_QUEUE_URL") or DEFAULT_REDIS_QUEUE,
-        help="the team's shared queue (redis:// or postgresql://); its jobs are deleted after",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("TESTIO_SYNC_DATABASE_URL") or None,
-        help="passed to every team process as TESTIO_SYNC_DATABASE_URL (default: SQLite)",
-    )
+    add_store_arguments(parser)
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration")
     parser.add_argument("--clients", type=int, default=30, help="concurrent MCP clients")
     parser.add_argument(

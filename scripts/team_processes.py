@@ -10,6 +10,7 @@ when one is given, so the scripts run unchanged on any store.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -316,4 +317,19 @@ def queue_in_use(settings: Settings) -> int:
     configure(settings)
     return int(
         huey.storage.queue_size() + huey.storage.schedule_size() + huey.storage.result_store_size()
+    )
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--queue-url`` and ``--database-url``: where every process of the run keeps its jobs
+    and its mirror (each defaults to its ``TESTIO_SYNC_*`` variable)."""
+    parser.add_argument(
+        "--queue-url",
+        default=os.environ.get("TESTIO_SYNC_QUEUE_URL") or DEFAULT_REDIS_QUEUE,
+        help="the shared queue (redis:// or postgresql://); its jobs are deleted after",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TESTIO_SYNC_DATABASE_URL") or None,
+        help="passed to every process as TESTIO_SYNC_DATABASE_URL (default: SQLite)",
     )
