@@ -38,7 +38,7 @@ from testio_sync.settings import Settings, redact_url
 from testio_sync.store import backend
 from testio_sync.store.models import database
 from testio_sync.sync.lock import SyncLock, read_holder
-from testio_sync.sync.lock_record import Attempt, describe_holder, span
+from testio_sync.sync.lock_record import Attempt, describe_holder, holder_gone, span
 
 logger = logging.getLogger("testio_sync.lock")
 
@@ -107,6 +107,8 @@ def _holder_of(row: tuple[Any, ...] | None, stale_after_s: float) -> dict[str, A
         stale = "holder is dead (its database session ended)"
     elif lock_pid != values["backend_pid"]:  # a new holder is writing its row right now
         return {"store": "postgresql", "backend_pid": lock_pid, "run_id": None, "stale": None}
+    elif gone := holder_gone(values):  # its session ends a moment after the process
+        stale = gone
     elif silent_s is not None and float(silent_s) > stale_after_s:
         stale = (
             f"holder is hung: no heartbeat for {span(float(silent_s))} "
