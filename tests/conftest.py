@@ -32,6 +32,7 @@ from testsupport import TOKEN, make_settings, start_consumer, stop_consumer  # n
 
 from testio_sync.settings import Secret, Settings  # noqa: E402
 from testio_sync.simulator import Simulator  # noqa: E402
+from testio_sync.store.db import close_idle_connections  # noqa: E402
 
 __all__ = ["TOKEN", "make_settings"]
 
@@ -50,6 +51,13 @@ def fresh_server() -> Iterator[tuple[Simulator, str]]:
     sim = Simulator(scale="tiny", seed=2, token=TOKEN)
     with sim.serve(host="127.0.0.1", port=0) as server:
         yield sim, server.base_url
+
+
+@pytest.fixture(autouse=True)
+def _close_idle_store_connections() -> Iterator[None]:
+    """Each test's mirror keeps pooled connections; closed after it, they cannot pile up."""
+    yield
+    close_idle_connections()
 
 
 @pytest.fixture

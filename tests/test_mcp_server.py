@@ -36,7 +36,7 @@ from testio_sync.service import SyncService
 from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries
-from testio_sync.store.db import open_store
+from testio_sync.store.db import close_idle_connections, open_store
 from testio_sync.sync import runs
 from testio_sync.sync.lock import SyncLock
 from testio_sync.sync.types import SyncProgress, SyncTrigger
@@ -713,6 +713,8 @@ async def test_a_damaged_database_error_says_what_rebuilds_it(
     assert service.execute_sync(allow_in_process=True).wait(60).succeeded
     async with connected(settings) as client:
         await call(client, "list_products", {})
+        # Closing the pooled connections checkpoints the WAL: the rows are in cache.db.
+        close_idle_connections()
         with settings.db_path.open("r+b") as f:
             f.seek(4096)
             f.write(b"\0" * 4096 * 24)

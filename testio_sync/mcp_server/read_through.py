@@ -49,26 +49,27 @@ class ReadThrough:
         self.now = now
 
     async def _run(self, work: Callable[[Repositories], Awaitable[list[str]]]) -> list[str]:
+        client = _ClientOnDemand(self.settings)
         try:
-            if not self.settings.api_token:  # fresh rows still answer; a fetch cannot
-                return await work(self._repos(cast(ApiClient, _NoToken())))
-            async with ApiClient.from_settings(self.settings) as client:
-                return await work(self._repos(client))
+            return await work(self._repos(cast(ApiClient, client)))
         except ConfigError:
             return ["No API token: answered from the mirror as stored."]
         except ApiError as exc:
             logger.warning("read-through refresh failed: %s", exc)
             return [f"Answered from the mirror as stored: {str(exc).rstrip('.')}."]
+        finally:
+            await client.aclose()
 
     def _repos(self, client: ApiClient) -> Repositories:
         return Repositories(client, self.settings, locks=self.locks, now=self.now)
 
     async def products(self) -> list[str]:
         """Every stored product, refetched when stale (a product the API lost stays)."""
-        ids = await asyncio.to_thread(queries.product_ids)
+        synced = await asyncio.to_thread(queries.product_sync_times)
 
         async def work(repos: Repositories) -> list[str]:
-            await asyncio.gather(*(repos.get_product_cached_or_refresh(pid) for pid in ids))
+            due = [pid for pid, at in synced.items() if repos.is_stale(at)]
+            await asyncio.gather(*(repos.get_product_cached_or_refresh(pid) for pid in due))
             return []
 
         return await self._run(work)
@@ -111,11 +112,24 @@ class ReadThrough:
         return await self._run(work)
 
 
-class _NoToken:
-    """Stands in for the API client when no token is set: only an actual fetch fails."""
+class _ClientOnDemand:
+    """The API client, built at the first fetch: most reads find their rows fresh.
+
+    Without a token, only an actual fetch fails (``ConfigError``).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: ApiClient | None = None
 
     def __getattr__(self, name: str) -> Any:
-        raise ConfigError("no API token")
+        if self._client is None:
+            self._client = ApiClient.from_settings(self._settings)
+        return getattr(self._client, name)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def _failed(what: str, failed: dict[int, str]) -> list[str]:

@@ -87,7 +87,8 @@ class Repositories:
         self._reject_reasons: dict[str, str] | None = None
         self._reasons_lock = asyncio.Lock()
 
-    def _stale(self, synced_at: datetime | None) -> bool:
+    def is_stale(self, synced_at: datetime | None) -> bool:
+        """Never fetched, or fetched longer than the cache TTL ago."""
         if synced_at is None:
             return True
         return self.now() - synced_at > timedelta(seconds=self.settings.cache_ttl_s)
@@ -102,7 +103,7 @@ class Repositories:
         """
         with database.connection_context():
             row = Product.get_or_none(Product.id == product_id)
-        if row is not None and not self._stale(row.synced_at):
+        if row is not None and not self.is_stale(row.synced_at):
             return row
         async with self.locks.hold(("product", product_id)):
             try:
@@ -125,7 +126,7 @@ class Repositories:
                 product = Product.get_or_none(Product.id == product_id)
             if product is None:
                 product = await self.get_product_cached_or_refresh(product_id)
-            if not force and not self._stale(product.features_synced_at):
+            if not force and not self.is_stale(product.features_synced_at):
                 return report
             features = await fetch_product_features(self.client, product.raw)
             counts = save.save_features(product_id, features, now=self.now())
@@ -142,7 +143,7 @@ class Repositories:
     # -- tests -------------------------------------------------------------------
 
     def _test_is_fresh(self, test: ExploratoryTest) -> bool:
-        return test.status in FINAL_STATUSES or not self._stale(test.synced_at)
+        return test.status in FINAL_STATUSES or not self.is_stale(test.synced_at)
 
     async def get_tests_cached_or_refresh(self, test_ids: Sequence[int]) -> list[ExploratoryTest]:
         """The tests, each refetched when missing, mutable and stale; failures keep old rows."""

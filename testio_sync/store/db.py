@@ -1,14 +1,15 @@
 """The database handle: open, pragmas, schema version, backup and restore.
 
 One process works on one database file; ``open_database`` binds the models to it
-and upgrades its schema in place. Each unit of work opens and closes its own
-thread-local connection (``with db.connection_context():``); no connection is
-ever shared across concurrent tasks.
+and upgrades its schema in place. Each unit of work checks a thread-local
+connection out of a pool and back in (``with db.connection_context():``); no
+connection is ever shared across concurrent tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peewee import Database, DatabaseError, OperationalError, SqliteDatabase
+from playhouse.pool import PooledSqliteDatabase
 
 from testio_sync.errors import StoreError
 from testio_sync.settings import Settings, touch_private
@@ -39,6 +41,9 @@ RECOVERY = (
 )
 _DAMAGE = ("malformed", "not a database", "database corrupt")
 DATABASE_ERRORS = (DatabaseError, sqlite3.DatabaseError)  # peewee's and sqlite3's
+
+# Idle pooled connections older than this are closed: a bound on open file handles.
+POOL_STALE_S = 300
 
 _opened: dict[str, SqliteDatabase] = {}
 _opening = threading.Lock()  # a worker thread and the caller may open at the same moment
@@ -87,13 +92,54 @@ def store_exists(settings: Settings) -> bool:
         db.close()
 
 
+class PooledFile(PooledSqliteDatabase):
+    """Connections kept open between units of work: opening one and setting its pragmas
+    is most of a short read's cost. A connection to a file since renamed aside (a
+    damaged mirror) is dropped, so the next unit of work opens the new file.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._files: dict[int, int | None] = {}  # connection id -> inode it was opened on
+
+    def _inode(self) -> int | None:
+        try:
+            return os.stat(self.database).st_ino
+        except OSError:
+            return None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        self._files.setdefault(id(conn), self._inode())
+        return conn
+
+    def _is_closed(self, conn: sqlite3.Connection) -> bool:
+        if super()._is_closed(conn):
+            self._files.pop(id(conn), None)
+            return True
+        if self._files.get(id(conn)) != self._inode():
+            self._close_raw(conn)
+            return True
+        return False
+
+    def _close_raw(self, conn: sqlite3.Connection) -> None:
+        self._files.pop(id(conn), None)
+        super()._close_raw(conn)
+
+
 def _open(path: Path, *, migrate: bool) -> SqliteDatabase:
     key = str(path.resolve())
     db = _opened.get(key)
     if db is None:
         Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         touch_private(Path(path))
-        db = SqliteDatabase(key, pragmas=PRAGMAS, check_same_thread=False)
+        db = PooledFile(
+            key,
+            pragmas=PRAGMAS,
+            check_same_thread=False,
+            max_connections=None,
+            stale_timeout=POOL_STALE_S,
+        )
         if migrate:
             ensure_schema(db)
         _opened[key] = db
@@ -153,11 +199,27 @@ def explain(exc: BaseException) -> str:
 
 
 def close_database(path: Path) -> None:
-    """Forget an opened database (tests and restore use it)."""
+    """Forget an opened database and close its connections (tests and restore use it)."""
     with _opening:
         db = _opened.pop(str(Path(path).resolve()), None)
-    if db is not None and not db.is_closed():
+    if db is not None:
+        _close_pool(db)
+
+
+def close_idle_connections() -> None:
+    """Close the pooled connections no thread is using, on every opened file."""
+    with _opening:
+        opened = list(_opened.values())
+    for db in opened:
+        if isinstance(db, PooledFile):
+            db.close_idle()
+
+
+def _close_pool(db: SqliteDatabase) -> None:
+    if not db.is_closed():
         db.close()
+    if isinstance(db, PooledFile):
+        db.close_idle()  # those in use stay with their threads, and are dropped on return
 
 
 def backup_database(source: Path, dest: Path) -> Path:

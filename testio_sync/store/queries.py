@@ -138,6 +138,12 @@ def product_ids() -> list[int]:
     return [pid for (pid,) in Product.select(Product.id).order_by(Product.id).tuples()]
 
 
+@store_call("read product sync times")
+def product_sync_times() -> dict[int, datetime | None]:
+    """Each stored product's id and when it was last fetched itself."""
+    return dict(Product.select(Product.id, Product.synced_at).tuples())
+
+
 @store_call("list stored tests")
 def stored_test_ids(product_id: int) -> set[int]:
     query = ExploratoryTest.select(ExploratoryTest.id).where(ExploratoryTest.product == product_id)

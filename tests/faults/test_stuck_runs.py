@@ -23,7 +23,7 @@ from testio_sync.dates import utc_now
 from testio_sync.errors import StoreError, SyncError
 from testio_sync.mcp_server import WorkerKeeper
 from testio_sync.service import SyncService
-from testio_sync.store.db import close_database, open_store
+from testio_sync.store.db import close_database, close_idle_connections, open_store
 from testio_sync.sync import runs
 from testio_sync.sync.types import SyncStatus
 from testio_sync.tasks.sync import pending_run_ids, recover_abandoned
@@ -105,6 +105,7 @@ def test_a_full_disk_ends_the_run_naming_the_file_and_a_later_sync_recovers(fres
     db = open_store(settings)
     with db.connection_context():
         pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
+    close_idle_connections()  # pooled connections opened before would not have the limit
     db.pragma("max_page_count", pages, permanent=True)  # every new connection of this process
     try:
         result = service.execute_sync(WITH_BUGS, allow_in_process=True).wait(60)
@@ -118,6 +119,7 @@ def test_a_full_disk_ends_the_run_naming_the_file_and_a_later_sync_recovers(fres
         )
         assert_nothing_active()
 
+        close_idle_connections()
         db.pragma("max_page_count", 1_000_000_000, permanent=True)  # space freed
         again = service.execute_sync(WITH_BUGS, allow_in_process=True).wait(60)
         assert again.status == SyncStatus.SUCCEEDED, again.errors
