@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import os
 import signal
@@ -46,6 +47,7 @@ from testio_sync.errors import (
 from testio_sync.insights import report, views
 from testio_sync.insights import search as full_text
 from testio_sync.insights.analytics import MetricsQuery, run_query
+from testio_sync.insights.answer_cache import AnswerCache
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import registry
 from testio_sync.mcp_server import prompts
@@ -270,6 +272,7 @@ def build_server(
     service = SyncService(settings)
     locks = EntityLocks()
     reads = ReadThrough(settings, locks=locks)
+    metrics_answers = AnswerCache()  # query_metrics answers, until the data changes
 
     async def sync_data(
         ctx: Context,
@@ -494,7 +497,9 @@ def build_server(
                 limit=limit,
                 compare_previous=compare_previous,
             )
-            return answer(run_query(query))
+            # The echo is not part of the query's equality, but it is of the answer.
+            question = (query, json.dumps(query.echo, sort_keys=True, default=str))
+            return answer(metrics_answers.answer(question, lambda: run_query(query)))
 
     tools = [
         slim_tool(sync_data, SYNC),
