@@ -7,9 +7,13 @@ restore copies such a file back; the counts are the simulator's own.
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from lock_holders import held_elsewhere, let_go
 from testsupport import make_settings
 from typer.testing import CliRunner, Result
 
@@ -18,8 +22,10 @@ from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store import queries, save
 from testio_sync.store.backups import describe, list_backups
+from testio_sync.store.copy import backup_store
 from testio_sync.store.db import open_store
 from testio_sync.sync import runs
+from testio_sync.sync.restore import restore_backup
 
 pytestmark = pytest.mark.usefixtures("store_backend")
 
@@ -114,3 +120,40 @@ def test_an_unreadable_backup_changes_nothing(
     result = invoke(settings, "restore", "--yes", str(bad))
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
     assert counts(settings) == truth_counts(tiny_server[0])
+
+
+def test_a_restore_takes_the_sync_lock_of_its_store(
+    settings: Settings, tiny_server: tuple[Simulator, str]
+) -> None:
+    """Another process (a sync on another worker or host) holds the lock: a restore waits.
+
+    On PostgreSQL that is the advisory lock, which a file lock on this machine would miss.
+    Past the lock wait it is refused (exit 4) naming the holder, and changes nothing.
+    """
+    assert invoke(settings, "sync", "--with-bugs", "--quiet").exit_code == 0
+    truth = truth_counts(tiny_server[0])
+    backup = backup_store(settings, settings.backups_dir / "cache-test.db")
+    save.wipe()
+    impatient = replace(settings, lock_timeout_s=1.0)
+    with held_elsewhere(settings, "run-elsewhere") as proc:
+        refused = invoke(impatient, "restore", "--yes", str(backup))
+        assert refused.exit_code == 4, refused.output
+        message = " ".join(refused.output.split())
+        assert f"Another sync holds the lock: PID {proc.pid}" in message
+        assert "run run-elsewhere" in message
+        if settings.database_url is not None:
+            assert f"PID {proc.pid} on {socket.gethostname()}" in message
+        assert counts(settings) == dict.fromkeys(ENTITIES, 0)  # nothing restored
+        assert [p for p in list_backups(settings.backups_dir) if "before-restore" in p.name] == []
+
+        patient = replace(settings, lock_timeout_s=30.0)
+        done: list[object] = []
+        restoring = threading.Thread(target=lambda: done.append(restore_backup(patient, backup)))
+        restoring.start()
+        restoring.join(1.0)
+        assert restoring.is_alive() and not done  # waiting for the holder
+        assert counts(settings) == dict.fromkeys(ENTITIES, 0)
+        assert let_go(proc) == "released"
+        restoring.join(30)
+    assert not restoring.is_alive() and len(done) == 1
+    assert counts(settings) == truth

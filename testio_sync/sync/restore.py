@@ -1,5 +1,9 @@
 """Putting a backup back, and setting a damaged database aside, under the sync lock.
 
+The lock is the store's own (``pg_lock.sync_lock``): the file lock for a SQLite
+mirror, the advisory lock for a PostgreSQL one, so a restore waits for a sync
+running on any worker of the mirror, on any host, and no sync starts during it.
+
 Neither opens the live database before checking it with plain SQLite: a
 damaged file is renamed aside (kept, never deleted) and a fresh one takes its
 place, so a backup can always be restored. A healthy file is itself backed up
@@ -36,6 +40,7 @@ from testio_sync.store.db import (
     restore_entities,
 )
 from testio_sync.sync.lock import SyncLock
+from testio_sync.sync.pg_lock import sync_lock
 
 
 @dataclass
@@ -77,11 +82,7 @@ def pick_backup(settings: Settings, backup: Path | None) -> BackupInfo:
 
 def _lock(settings: Settings, what: str) -> SyncLock:
     settings.ensure_home()
-    return SyncLock(
-        settings.lock_path,
-        run_id=f"{what}-{datetime.now(UTC):%H%M%S}",
-        timeout_s=settings.lock_timeout_s,
-    )
+    return sync_lock(settings, run_id=f"{what}-{datetime.now(UTC):%H%M%S}")
 
 
 def _set_aside_if_damaged(settings: Settings) -> Path | None:
