@@ -33,7 +33,7 @@ from testio_sync.store.db import open_store
 from testio_sync.store.models import SyncEvent
 from testio_sync.sync import runs
 from testio_sync.sync.account import request_account
-from testio_sync.sync.pg_lock import lock_holder
+from testio_sync.sync.lock_status import holder_status
 from testio_sync.sync.restore import RestoreReport, restore_backup
 from testio_sync.sync.runner import nuke_backup_path, run_job
 from testio_sync.sync.types import (
@@ -331,7 +331,7 @@ class SyncService:
         tasks.sync.recover_abandoned(self.settings)
         now = utc_now()
         last = runs.last_sync_completed()
-        holder = lock_holder(self.settings)
+        holder = holder_status(self.settings)
         pids = worker_pids(self.settings.worker_lock_path)
         return {
             "database": self.settings.store_label,

@@ -363,6 +363,8 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
             + f" for run {holder.get('run_id', '?')}"
             f" since {format_time(holder.get('started_at')) if holder.get('started_at') else '?'}"
         )
+        if holder.get("silence"):
+            lines.append(f"  {holder['silence']}")
     else:
         lines.append("Sync lock: free")
     active = status.get("active_runs") or []

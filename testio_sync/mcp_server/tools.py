@@ -171,6 +171,18 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# The holder as a model needs it: who, since when, and its silence when it went quiet.
+LOCK_HOLDER_KEYS = (
+    "pid",
+    "host",
+    "run_id",
+    "started_at",
+    "heartbeat_at",
+    "silent_seconds",
+    "silence",
+)
+
+
 def status_answer(status: dict[str, Any]) -> dict[str, Any]:
     """``SyncService.status()`` trimmed for a model: freshness, runs, worker, broken tests."""
     keep = (
@@ -186,6 +198,10 @@ def status_answer(status: dict[str, Any]) -> dict[str, Any]:
         "lock_holder",
     )
     out = {key: jsonable(status.get(key)) for key in keep}
+    if holder := status.get("lock_holder"):
+        out["lock_holder"] = {
+            key: holder[key] for key in LOCK_HOLDER_KEYS if holder.get(key) is not None
+        }
     out["active_runs"] = [
         {
             "run_id": run["run_id"],

@@ -174,7 +174,8 @@ def is_stale(
 
 
 def describe_holder(path: Path, *, stale_after_s: float = 3600.0) -> dict[str, Any] | None:
-    """The holder record plus ``stale`` (reason or None); None when free. Changes nothing.
+    """The holder record plus ``stale`` (reason or None) and ``silent_seconds`` (since its
+    last sign of life); None when free. Changes nothing.
 
     An unreadable record also gives None: the next acquire replaces it.
     """
@@ -194,10 +195,11 @@ def describe_holder(path: Path, *, stale_after_s: float = 3600.0) -> dict[str, A
         os.close(fd)
     if snapshot.record is None:
         return None
-    stale = is_stale(
-        snapshot.record, now=time.time(), stale_after_s=stale_after_s, mtime=snapshot.mtime
-    )
-    return {**snapshot.record, "stale": stale}
+    now = time.time()
+    stale = is_stale(snapshot.record, now=now, stale_after_s=stale_after_s, mtime=snapshot.mtime)
+    signs = [t for t in (epoch(snapshot.record.get("heartbeat_at")), snapshot.mtime) if t]
+    silent = round(max(0.0, now - max(signs)), 1) if signs else None
+    return {**snapshot.record, "silent_seconds": silent, "stale": stale}
 
 
 def read_holder(path: Path, *, stale_after_s: float = 3600.0) -> dict[str, Any] | None:
@@ -205,4 +207,5 @@ def read_holder(path: Path, *, stale_after_s: float = 3600.0) -> dict[str, Any] 
     described = describe_holder(path, stale_after_s=stale_after_s)
     if described is None or described.pop("stale"):
         return None
+    described.pop("silent_seconds", None)
     return described
