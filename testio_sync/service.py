@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from testio_sync.sync.types import (
 )
 from testio_sync.tasks.backends import describe as describe_queue
 from testio_sync.tasks.liveness import worker_alive, worker_pids
+from testio_sync.tasks.presence import live_workers
 
 ProgressCallback = Callable[[SyncProgress], None]
 OWNER_CHECK_S = 1.0  # how often a waiter checks that the run's process is still alive
@@ -274,7 +276,24 @@ class SyncService:
         )
 
     def worker_alive(self) -> bool:
-        return worker_alive(self.settings.worker_lock_path)
+        """A worker of this data directory holds a slot, or one beats on the shared queue.
+
+        The beats show workers on other hosts (``tasks.presence``): a server or CLI there
+        then enqueues for them instead of running the sync itself.
+        """
+        return worker_alive(self.settings.worker_lock_path) or bool(live_workers())
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The live workers: this directory's slots, and every worker beating on the queue."""
+        here = socket.gethostname()
+        beating = live_workers()
+        seen = {(w["host"], w["pid"]) for w in beating}
+        local = [
+            {"host": here, "pid": pid, "started_at": None, "beat_age_seconds": None}
+            for pid in worker_pids(self.settings.worker_lock_path)
+            if (here, pid) not in seen
+        ]
+        return local + beating
 
     def execute_sync(
         self,
@@ -297,7 +316,7 @@ class SyncService:
             run_id, attached = tasks.enqueue_run(request, self.settings)
             return SyncHandle(run_id=run_id, attached=attached, settings=self.settings)
         if not allow_in_process:
-            where = " on this machine" if self.settings.queue_url else ""
+            where = " for this queue" if self.settings.queue_url else ""
             raise SyncError(f"No worker is running{where}: start one with `testio-sync worker`.")
         run_id, attached = runs.create_or_attach(
             request,
@@ -332,7 +351,8 @@ class SyncService:
         now = utc_now()
         last = runs.last_sync_completed()
         holder = holder_status(self.settings)
-        pids = worker_pids(self.settings.worker_lock_path)
+        workers = self.workers()
+        pids = [w["pid"] for w in workers]
         return {
             "database": self.settings.store_label,
             "database_bytes": queries.store_bytes(self.settings),
@@ -342,9 +362,10 @@ class SyncService:
             "active_runs": [view_of(r).to_dict() for r in runs.active_runs()],
             "lock_holder": holder,
             "queue": describe_queue(self.settings),
-            "worker_alive": bool(pids) or self.worker_alive(),
+            "worker_alive": bool(workers) or worker_alive(self.settings.worker_lock_path),
             "worker_pid": pids[0] if pids else None,
             "worker_pids": pids,
+            "workers": workers,
             "broken_tests": [
                 {
                     "product_id": b.product_id,

@@ -334,6 +334,21 @@ def _run_progress(run: Mapping[str, Any]) -> str:
     return progress_text(progress)
 
 
+def _worker_lines(workers: list[Mapping[str, Any]]) -> list[str]:
+    """One line per worker, with its host, on a shared queue (where workers beat)."""
+    if not any(w.get("beat_age_seconds") is not None for w in workers):
+        return []
+    return [
+        f"  PID {w['pid']} on {w['host']}, "
+        + (
+            f"last beat {format_age(w['beat_age_seconds'])}"
+            if w.get("beat_age_seconds") is not None
+            else "not beating yet"
+        )
+        for w in workers
+    ]
+
+
 def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
     """``testio-sync status`` as text; ``status`` is ``SyncService.status()``."""
     now = now or datetime.now(UTC)
@@ -353,6 +368,7 @@ def status_lines(status: Mapping[str, Any], *, now: datetime | None = None) -> l
         listed = ", ".join(str(pid) for pid in pids if pid)
         label = "PIDs" if len(pids) > 1 else "PID"
         lines.append("Worker: running" + (f" ({label} {listed})" if listed else ""))
+        lines.extend(_worker_lines(status.get("workers") or []))
     else:
         lines.append("Worker: not running (start one with `testio-sync worker`)")
     holder = status.get("lock_holder")

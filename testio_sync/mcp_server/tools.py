@@ -198,6 +198,10 @@ def status_answer(status: dict[str, Any]) -> dict[str, Any]:
         "lock_holder",
     )
     out = {key: jsonable(status.get(key)) for key in keep}
+    out["workers"] = [
+        {key: worker.get(key) for key in ("host", "pid", "beat_age_seconds")}
+        for worker in status.get("workers") or []
+    ]
     if holder := status.get("lock_holder"):
         out["lock_holder"] = {
             key: holder[key] for key in LOCK_HOLDER_KEYS if holder.get(key) is not None

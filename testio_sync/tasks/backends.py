@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -140,6 +141,21 @@ def describe(settings: Settings) -> str:
 def shared(storage: BaseStorage) -> bool:
     """True when the queue lives on a server that several workers may share."""
     return not isinstance(storage, SqliteStorage)
+
+
+def server_time(storage: BaseStorage) -> float:
+    """Epoch seconds by the queue server's clock (Redis ``TIME``, PostgreSQL ``now``).
+
+    Stamps that processes on several hosts compare are taken here, so hosts whose
+    clocks differ still agree on an age. A private SQLite queue has only this host's.
+    """
+    if isinstance(storage, RedisStorage):
+        seconds, micros = storage.conn.time()
+        return seconds + micros / 1e6
+    if isinstance(storage, PostgresStorage):
+        [(stamp,)] = storage.sql("select extract(epoch from clock_timestamp())", results=True)
+        return float(stamp)
+    return time.time()
 
 
 def check_reachable(storage: BaseStorage, settings: Settings) -> None:

@@ -38,6 +38,7 @@ from testio_sync.tasks.liveness import (
     set_worker_job,
     worker_jobs,
 )
+from testio_sync.tasks.presence import Beating
 from testio_sync.tasks.queue import claim_once, current_settings, huey, peek, put, queue_is_shared
 
 logger = logging.getLogger("testio_sync.worker")
@@ -47,6 +48,7 @@ LAST_CLAIM_KEY = "background-sync:last-claim"
 ABANDON_WATCH_S = 2.0  # how often a worker on a shared queue looks for runs of dead workers
 _told_waiting: set[str] = set()  # runs whose wait this worker has logged once
 _watch_stop: threading.Event | None = None  # set to stop this worker's abandon watch
+_beating: Beating | None = None  # this worker's heartbeat in a shared queue
 
 
 def new_run_id() -> str:
@@ -201,12 +203,15 @@ def watch_abandoned(
 
 @huey.on_startup()
 def _worker_started() -> None:
-    global _watch_stop
+    global _watch_stop, _beating
     settings = current_settings()
     settings.ensure_home()
     if queue_is_shared():  # several workers may share the queue: each takes a slot
         if hold_worker_slot(settings.worker_lock_path) is None:
             logger.warning("every worker slot of %s is taken", settings.home)
+        if _beating is None or _beating.storage is not huey.storage:
+            _beating = Beating()  # and beats in the queue, for processes on other hosts
+            _beating.start()
         if _watch_stop is None:
             _watch_stop = threading.Event()
             threading.Thread(
@@ -224,8 +229,11 @@ def _worker_started() -> None:
 
 @huey.on_shutdown()
 def _worker_stopped() -> None:
-    global _watch_stop
+    global _watch_stop, _beating
     if _watch_stop is not None:
         _watch_stop.set()
         _watch_stop = None
+    if _beating is not None:
+        _beating.stop()
+        _beating = None
     release_worker_lock(current_settings().worker_lock_path)
