@@ -163,10 +163,18 @@ def run(args: argparse.Namespace, base: Path) -> Failover:
         mark("abandoned seen")
         first = run_row(team, outcome.first_run)
         outcome.first_status, outcome.first_error = first["status"], first["error"] or ""
-        log = survivor.log.read_text(errors="replace")
-        outcome.marked_by_survivor = any(
-            ABANDONED_LINE in line and outcome.first_run in line for line in log.splitlines()
-        )
+
+        def survivor_says_so() -> bool:  # its log line follows the store's update
+            log = survivor.log.read_text(errors="replace")
+            return any(
+                ABANDONED_LINE in line and outcome.first_run in line for line in log.splitlines()
+            )
+
+        try:
+            wait_until(survivor_says_so, timeout_s=10, what="the survivor's log line")
+            outcome.marked_by_survivor = True
+        except RuntimeError:  # timed out: someone else marked it, or nobody logged it
+            outcome.marked_by_survivor = False
 
         mark("next sync enqueued")
         result = team.cli_json("sync", "--with-bugs", timeout_s=args.timeout)
