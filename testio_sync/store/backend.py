@@ -11,11 +11,12 @@ same way on both engines and no read-then-write can interleave.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from peewee import Database, DatabaseProxy, PostgresqlDatabase
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, __exception_wrapper__, _transaction
 
 from testio_sync.settings import redact_url
 from testio_sync.store.models import database
@@ -71,6 +72,20 @@ def id_list(db: Any = None) -> str:
     return "(SELECT value FROM json_each(?))"
 
 
+def in_ids(db: Any = None) -> str:
+    """``IN`` one JSON-array parameter of integers, as a condition's right-hand side.
+
+    On PostgreSQL it is ``= ANY(ARRAY(...))``: the list becomes one array computed
+    once, which an index scan takes whatever the statistics, and two such tests
+    joined by ``OR`` become one bitmap scan of two indexes. ``IN (subquery)`` there
+    is a semi-join that seq-scans a table the planner has no statistics for, and an
+    ``OR`` of two of them always reads the whole table.
+    """
+    if is_postgres(db):
+        return f"= ANY(ARRAY{id_list(db)})"
+    return f"IN {id_list(db)}"
+
+
 def text_list(db: Any = None) -> str:
     """A subquery of the strings in one JSON-array parameter."""
     if is_postgres(db):
@@ -97,6 +112,25 @@ def mirror_key(db: Database, salt: bytes) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+class _LockedTransaction(_transaction):
+    """A transaction whose ``BEGIN`` takes the mirror's write lock in the same round trip.
+
+    Without parameters psycopg sends both statements as one simple query: a save's
+    transaction opens in one round trip instead of two.
+    """
+
+    def __init__(self, db: Database, key: int) -> None:
+        super().__init__(db)
+        self._key = int(key)
+
+    def _build_ctx(self) -> _LockedTransaction:
+        return type(self)(self.db, self._key)
+
+    def _begin(self) -> None:
+        with __exception_wrapper__:
+            self.db.cursor().execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._key})")
+
+
 class _PostgresWrite:
     """``database.atomic()`` that first takes this mirror's write lock (released at commit)."""
 
@@ -105,13 +139,11 @@ class _PostgresWrite:
         self._atomic: Any = None
 
     def __enter__(self) -> Any:
-        self._atomic = self._db.atomic()
-        txn = self._atomic.__enter__()
-        if self._db.transaction_depth() == 1:  # nested savepoints hold it already
-            self._db.execute_sql(
-                "SELECT pg_advisory_xact_lock(%s)", [mirror_key(self._db, _WRITE_LOCK_SALT)]
-            )
-        return txn
+        if self._db.transaction_depth() == 0:
+            self._atomic = _LockedTransaction(self._db, mirror_key(self._db, _WRITE_LOCK_SALT))
+        else:  # a savepoint: the outer transaction holds the lock already
+            self._atomic = self._db.atomic()
+        return self._atomic.__enter__()
 
     def __exit__(self, *exc: Any) -> Any:
         return self._atomic.__exit__(*exc)
@@ -123,3 +155,20 @@ def write_transaction(db: Any = None) -> Any:
     if is_postgres(target):
         return _PostgresWrite(target)
     return target.atomic("IMMEDIATE")
+
+
+@contextlib.contextmanager
+def batched(db: Any = None) -> Iterator[None]:
+    """Send the writes made inside to the server together (PostgreSQL's pipeline mode).
+
+    The statements go out as they are made and their results are read once, at the
+    end: a save's writes cost one round trip instead of one each. Nothing inside may
+    read a result (a SELECT, a row count); an error surfaces when the block ends.
+    On SQLite, which has no round trips, the block runs as it is.
+    """
+    target = database.obj if db is None else db
+    if not is_postgres(target):
+        yield
+        return
+    with __exception_wrapper__, target.connection().pipeline():
+        yield

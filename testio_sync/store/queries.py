@@ -80,7 +80,7 @@ def id_in(column: Any, ids: Iterable[int]) -> NodeList:
     SQLite caps bound variables per statement; ``json_each`` keeps every id list a
     single parameter, so callers never chunk reads or deletes.
     """
-    return NodeList((column, SQL(f"IN {backend.id_list()}", [json.dumps(list(ids))])))
+    return NodeList((column, SQL(backend.in_ids(), [json.dumps(list(ids))])))
 
 
 def raw_text(column: Any) -> Any:

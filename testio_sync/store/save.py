@@ -125,7 +125,9 @@ def _save_users(kind: str, names: Iterable[str], now: datetime) -> None:
     stamp = nz.utc_text(now)
     backend.execute_many(
         'INSERT INTO "users" ("kind", "name", "first_seen_at", "last_seen_at") VALUES (?, ?, ?, ?)'
-        ' ON CONFLICT ("kind", "name") DO UPDATE SET "last_seen_at" = excluded."last_seen_at"',
+        ' ON CONFLICT ("kind", "name") DO UPDATE SET "last_seen_at" = excluded."last_seen_at"'
+        # A user seen again in the same run keeps its row: no new row version to write.
+        ' WHERE "users"."last_seen_at" <> excluded."last_seen_at"',
         [(kind, name, stamp, stamp) for name in sorted(set(names))],
     )
 
@@ -216,14 +218,15 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
                 changed.append(tid)
             rows.append(row)
             customers |= nz.customer_names(test)
-        _upsert(T, nz.TEST_FIELDS, rows, also=_KEEP_FINAL)
-        if changed:
-            # Test features derive from the test's raw: unchanged tests keep theirs.
-            TF.delete().where(id_in(TF.test, changed)).execute()
-            tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
-            _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
-        _save_users("customer", customers, now)
-        _index("test", nz.TEST_FIELDS, rows, changed, items)
+        with backend.batched():
+            _upsert(T, nz.TEST_FIELDS, rows, also=_KEEP_FINAL)
+            if changed:
+                # Test features derive from the test's raw: unchanged tests keep theirs.
+                TF.delete().where(id_in(TF.test, changed)).execute()
+                tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
+                _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
+            _save_users("customer", customers, now)
+            _index("test", nz.TEST_FIELDS, rows, changed, items)
     return counts
 
 
@@ -246,7 +249,7 @@ def save_bugs(
     matcher = nz.reason_matcher(reject_reasons)
     wanted = list(dict.fromkeys(test_ids))
     with backend.write_transaction():
-        owners = dict(T.select(T.id, T.product).where(id_in(T.id, wanted)).tuples())
+        owners, stored = _tests_and_bugs(wanted, bugs_by_test)
         counts.skipped_ids = [tid for tid in wanted if tid not in owners]
         if counts.skipped_ids:
             log.warning("bugs of unknown tests not stored: %s", counts.skipped_ids[:20])
@@ -262,30 +265,56 @@ def save_bugs(
                 payloads[bug["id"]] = bug
                 if name := nz.author_name(bug):
                     testers.add(name)
-        query = B.select(B.id, raw_text(B.raw)).where(id_in(B.test, tests) | id_in(B.id, rows))
         old: dict[int, str] = {}
         stale: list[int] = []
-        for bid, text in query.tuples():
-            old[bid] = text
-            if bid not in rows:
+        for bid, test_id, text in stored:
+            if bid in rows:
+                old[bid] = text
+            elif test_id in owners:  # a stored bug its test no longer lists
                 stale.append(bid)
         for bid, (_, text) in rows.items():
             counts.classify(bid, old.get(bid), text)
-        if stale:
-            B.delete().where(id_in(B.id, stale)).execute()
         counts.deleted_ids = sorted(stale)
-        search_index.forget(database, "bug", stale)
         # Unchanged bugs are not rewritten: their freshness lives on the test
         # (``bugs_synced_at``), so a bug's ``synced_at`` is when its content last changed.
-        _upsert(
-            B, nz.BUG_FIELDS, [row for bid, (row, text) in rows.items() if old.get(bid) != text]
-        )
-        _save_users("tester", testers, now)
         fresh = [row for bid, (row, text) in rows.items() if old.get(bid) != text]
-        _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
-        final = Case(None, [(T.status.in_(sorted(nz.FINAL_STATUSES)), 1)], 0)
-        T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
+        with backend.batched():
+            if stale:
+                B.delete().where(id_in(B.id, stale)).execute()
+            search_index.forget(database, "bug", stale)
+            _upsert(B, nz.BUG_FIELDS, fresh)
+            _save_users("tester", testers, now)
+            _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
+            final = Case(None, [(T.status.in_(sorted(nz.FINAL_STATUSES)), 1)], 0)
+            T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
     return counts
+
+
+def _tests_and_bugs(
+    test_ids: list[int], bugs_by_test: Mapping[int, list[dict[str, Any]]]
+) -> tuple[dict[int, int], list[tuple[int, int, str]]]:
+    """The stored tests among ``test_ids`` (id to product) and the stored bugs that
+    either belong to them or carry an id listed for them: (id, test id, raw text).
+
+    One statement: on a server every statement is a round trip.
+    """
+    listed = {bug["id"] for tid in test_ids for bug in bugs_by_test.get(tid) or []}
+    params = [json.dumps(test_ids), json.dumps(test_ids), json.dumps(sorted(listed))]
+    in_ids = backend.in_ids()
+    cursor = backend.execute(
+        f'SELECT 0, "id", "product_id", NULL FROM "tests" WHERE "id" {in_ids}'
+        ' UNION ALL SELECT 1, "id", "test_id", CAST("raw" AS TEXT) FROM "bugs"'
+        f' WHERE "test_id" {in_ids} OR "id" {in_ids}',
+        params,
+    )
+    owners: dict[int, int] = {}
+    stored: list[tuple[int, int, str]] = []
+    for kind, eid, ref, text in cursor.fetchall():
+        if kind == 0:
+            owners[eid] = ref
+        else:
+            stored.append((eid, ref, text))
+    return owners, stored
 
 
 def _index(

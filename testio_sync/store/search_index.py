@@ -149,7 +149,10 @@ def _drop(conn: Any, rowid_sql: str, params: list[Any]) -> None:
             f" WHERE rowid IN ({rowid_sql})",
             params,
         )
-    cur.execute(f"DELETE FROM search_docs WHERE rowid IN ({rowid_sql})", params)
+    if backend.is_postgres(conn):  # an array: index lookups even without statistics
+        cur.execute(f"DELETE FROM search_docs WHERE rowid = ANY(ARRAY({rowid_sql}))", params)
+    else:
+        cur.execute(f"DELETE FROM search_docs WHERE rowid IN ({rowid_sql})", params)
 
 
 def index(conn: Any, docs: Sequence[Doc]) -> None:
@@ -160,7 +163,7 @@ def index(conn: Any, docs: Sequence[Doc]) -> None:
     keys = json.dumps([doc[0] for doc in docs])
     ids = backend.id_list(conn)
     if backend.is_postgres(conn):
-        cur.execute(f"DELETE FROM search_docs WHERE rowid IN {ids}", [keys])
+        cur.execute(f"DELETE FROM search_docs WHERE rowid {backend.in_ids(conn)}", [keys])
     else:
         old_docs = cur.execute(
             f"SELECT rowid, title, body FROM search_docs WHERE rowid IN {ids}", [keys]

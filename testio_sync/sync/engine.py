@@ -16,9 +16,10 @@ from datetime import datetime
 
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
-from testio_sync.errors import TestioSyncError
+from testio_sync.errors import StoreError, TestioSyncError
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
+from testio_sync.store import upkeep
 from testio_sync.store.writer import StoreWriter
 from testio_sync.sync import phases
 from testio_sync.sync.context import ProgressSink, RunContext, null_progress
@@ -88,6 +89,7 @@ async def run_sync(
     finally:
         if pipeline is not None:
             pipeline.close()
+        await _tidy(writer)
         await asyncio.to_thread(writer.close)
     if fatal and not any(error.endswith(fatal) for error in result.errors):
         result.errors.append(fatal)  # once: a phase may have recorded it with its object
@@ -98,6 +100,14 @@ async def run_sync(
     result.duration_seconds = time.monotonic() - started
     ctx.emit(phase=None, message="finished")
     return result
+
+
+async def _tidy(writer: StoreWriter) -> None:
+    """Refresh the statistics of the tables the run rewrote; a failure only warns."""
+    try:
+        await writer.call(upkeep.tidy)
+    except StoreError as exc:
+        logger.warning("%s", exc)
 
 
 async def _timed(
