@@ -11,12 +11,18 @@ same way on both engines and no read-then-write can interleave.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, __exception_wrapper__, _transaction
+
+try:  # the PostgreSQL driver is optional (the ``team`` extra)
+    from psycopg import Error as PsycopgError
+    from psycopg.pq import TransactionStatus
+except ImportError:  # pragma: no cover - without it no PostgreSQL store can be open
+    PsycopgError = type("PsycopgError", (Exception,), {})  # type: ignore[misc,assignment]
+    TransactionStatus = None  # type: ignore[assignment,misc]
 
 from testio_sync.settings import redact_url
 from testio_sync.store.models import database
@@ -131,16 +137,65 @@ class _LockedTransaction(_transaction):
             self.db.cursor().execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._key})")
 
 
+class _PipelinedTransaction(_LockedTransaction):
+    """A locked transaction run in pipeline mode from ``BEGIN`` to ``COMMIT``.
+
+    Statements go out as they are made; the client waits only where it reads a
+    result. A save that reads once and then writes costs two round trips in all:
+    ``BEGIN``, the lock and its read in the first, its writes and ``COMMIT`` in the
+    second. A row count read inside is not known yet (-1): bodies must not use one.
+    """
+
+    def __enter__(self) -> Any:
+        self._pipeline = self.db.connection().pipeline()
+        self._pipeline.__enter__()
+        try:
+            return super().__enter__()
+        except BaseException as exc:
+            self._pipeline.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def _begin(self) -> None:  # two statements: a pipeline sends no multi-statement query
+        cursor = self.db.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self._key])
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        failure: BaseException | None = exc
+        try:
+            super().__exit__(exc_type, exc, tb)  # queues COMMIT, or ROLLBACK after an error
+        except BaseException as raised:
+            failure = raised
+        try:
+            if failure is None:
+                self._pipeline.__exit__(None, None, None)  # the second round trip
+            else:
+                self._pipeline.__exit__(type(failure), failure, failure.__traceback__)
+        except BaseException as raised:  # a queued write (or COMMIT) failed
+            failure = raised
+        if failure is None:
+            return
+        conn = self.db.connection()
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")  # the failed statement skipped the queued COMMIT
+        if failure is exc and not isinstance(exc, PsycopgError):
+            return  # the body's own error propagates unchanged
+        with __exception_wrapper__:  # psycopg's errors as peewee's, as ``execute_sql`` does
+            raise failure
+
+
 class _PostgresWrite:
     """``database.atomic()`` that first takes this mirror's write lock (released at commit)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, pipelined: bool = False) -> None:
         self._db = db
+        self._pipelined = pipelined
         self._atomic: Any = None
 
     def __enter__(self) -> Any:
         if self._db.transaction_depth() == 0:
-            self._atomic = _LockedTransaction(self._db, mirror_key(self._db, _WRITE_LOCK_SALT))
+            kind = _PipelinedTransaction if self._pipelined else _LockedTransaction
+            self._atomic = kind(self._db, mirror_key(self._db, _WRITE_LOCK_SALT))
         else:  # a savepoint: the outer transaction holds the lock already
             self._atomic = self._db.atomic()
         return self._atomic.__enter__()
@@ -149,26 +204,13 @@ class _PostgresWrite:
         return self._atomic.__exit__(*exc)
 
 
-def write_transaction(db: Any = None) -> Any:
-    """A write transaction that waits for other writers instead of failing midway."""
-    target = database.obj if db is None else db
-    if is_postgres(target):
-        return _PostgresWrite(target)
-    return target.atomic("IMMEDIATE")
+def write_transaction(db: Any = None, *, pipelined: bool = False) -> Any:
+    """A write transaction that waits for other writers instead of failing midway.
 
-
-@contextlib.contextmanager
-def batched(db: Any = None) -> Iterator[None]:
-    """Send the writes made inside to the server together (PostgreSQL's pipeline mode).
-
-    The statements go out as they are made and their results are read once, at the
-    end: a save's writes cost one round trip instead of one each. Nothing inside may
-    read a result (a SELECT, a row count); an error surfaces when the block ends.
-    On SQLite, which has no round trips, the block runs as it is.
+    ``pipelined`` (PostgreSQL; SQLite has no round trips) sends the statements as
+    they come and waits only for results read: for bodies that read no row count.
     """
     target = database.obj if db is None else db
-    if not is_postgres(target):
-        yield
-        return
-    with __exception_wrapper__, target.connection().pipeline():
-        yield
+    if is_postgres(target):
+        return _PostgresWrite(target, pipelined=pipelined)
+    return target.atomic("IMMEDIATE")

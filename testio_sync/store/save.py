@@ -122,13 +122,23 @@ def _require_product(product_id: int) -> None:
 
 
 def _save_users(kind: str, names: Iterable[str], now: datetime) -> None:
+    """Record these users as seen at ``now``: one statement for the whole list.
+
+    One row per statement (``executemany``) cost a statement per tester and per
+    bug batch on a server; the names travel as one JSON list instead.
+    """
+    unique = sorted(set(names))
+    if not unique:
+        return
     stamp = nz.utc_text(now)
-    backend.execute_many(
-        'INSERT INTO "users" ("kind", "name", "first_seen_at", "last_seen_at") VALUES (?, ?, ?, ?)'
+    backend.execute(
+        'INSERT INTO "users" ("kind", "name", "first_seen_at", "last_seen_at")'
+        f" SELECT ?, value, ?, ? FROM {backend.text_list()} AS names WHERE true"
+        # (``WHERE true``: SQLite reads ``ON CONFLICT`` after a bare FROM as a join clause.)
         ' ON CONFLICT ("kind", "name") DO UPDATE SET "last_seen_at" = excluded."last_seen_at"'
-        # A user seen again in the same run keeps its row: no new row version to write.
+        # A user already stamped with this time keeps its row: no new row version.
         ' WHERE "users"."last_seen_at" <> excluded."last_seen_at"',
-        [(kind, name, stamp, stamp) for name in sorted(set(names))],
+        [kind, stamp, stamp, json.dumps(unique)],
     )
 
 
@@ -207,7 +217,7 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
         StoreError: the product is not stored.
     """
     counts, items = SaveCounts(), _by_id(tests)
-    with backend.write_transaction():
+    with backend.write_transaction(pipelined=True):  # reads, then writes only
         _require_product(product_id)
         old = _stored_texts(T, items)
         rows, changed, customers = [], [], set()
@@ -218,15 +228,14 @@ def save_tests(product_id: int, tests: list[dict[str, Any]], *, now: datetime) -
                 changed.append(tid)
             rows.append(row)
             customers |= nz.customer_names(test)
-        with backend.batched():
-            _upsert(T, nz.TEST_FIELDS, rows, also=_KEEP_FINAL)
-            if changed:
-                # Test features derive from the test's raw: unchanged tests keep theirs.
-                TF.delete().where(id_in(TF.test, changed)).execute()
-                tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
-                _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
-            _save_users("customer", customers, now)
-            _index("test", nz.TEST_FIELDS, rows, changed, items)
+        _upsert(T, nz.TEST_FIELDS, rows, also=_KEEP_FINAL)
+        if changed:
+            # Test features derive from the test's raw: unchanged tests keep theirs.
+            TF.delete().where(id_in(TF.test, changed)).execute()
+            tf_rows = [r for tid in changed for r in nz.test_feature_rows(items[tid])]
+            _upsert(TF, nz.TEST_FEATURE_FIELDS, tf_rows)
+        _save_users("customer", customers, now)
+        _index("test", nz.TEST_FIELDS, rows, changed, items)
     return counts
 
 
@@ -248,7 +257,7 @@ def save_bugs(
     counts = SaveCounts()
     matcher = nz.reason_matcher(reject_reasons)
     wanted = list(dict.fromkeys(test_ids))
-    with backend.write_transaction():
+    with backend.write_transaction(pipelined=True):  # one read, then writes only
         owners, stored = _tests_and_bugs(wanted, bugs_by_test)
         counts.skipped_ids = [tid for tid in wanted if tid not in owners]
         if counts.skipped_ids:
@@ -278,15 +287,14 @@ def save_bugs(
         # Unchanged bugs are not rewritten: their freshness lives on the test
         # (``bugs_synced_at``), so a bug's ``synced_at`` is when its content last changed.
         fresh = [row for bid, (row, text) in rows.items() if old.get(bid) != text]
-        with backend.batched():
-            if stale:
-                B.delete().where(id_in(B.id, stale)).execute()
-            search_index.forget(database, "bug", stale)
-            _upsert(B, nz.BUG_FIELDS, fresh)
-            _save_users("tester", testers, now)
-            _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
-            final = Case(None, [(T.status.in_(sorted(nz.FINAL_STATUSES)), 1)], 0)
-            T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
+        if stale:
+            B.delete().where(id_in(B.id, stale)).execute()
+        search_index.forget(database, "bug", stale)
+        _upsert(B, nz.BUG_FIELDS, fresh)
+        _save_users("tester", testers, now)
+        _index("bug", nz.BUG_FIELDS, fresh, [row[0] for row in fresh], payloads)
+        final = Case(None, [(T.status.in_(sorted(nz.FINAL_STATUSES)), 1)], 0)
+        T.update(bugs_synced_at=now, bugs_final=final).where(id_in(T.id, tests)).execute()
     return counts
 
 

@@ -35,6 +35,10 @@ def tidy() -> list[str]:
     """
     if not backend.is_postgres():
         return []
+    if database.connection().info.server_version >= 150000:
+        # A session reports its counts at most once a second: this one's last writes
+        # (a run's writer writes on this connection) would be missed without a flush.
+        database.execute_sql("SELECT pg_stat_force_next_flush()")
     rows = database.execute_sql(
         "SELECT relname FROM pg_stat_user_tables"
         f" WHERE schemaname = current_schema() AND ({_STALE}) ORDER BY relname"
