@@ -7,22 +7,21 @@ expands a JSON list on either engine; ``write_transaction`` is SQLite's
 ``BEGIN IMMEDIATE`` or, on PostgreSQL, a transaction that takes one
 transaction-scoped advisory lock first, so writers of one mirror queue up the
 same way on both engines and no read-then-write can interleave.
+
+On a server every statement is a round trip, which dominated PostgreSQL's sync:
+``in_ids`` gives id lists as arrays (index scans even before the planner has
+statistics), ``BEGIN`` takes the write lock in the same round trip, and a
+``pipelined`` write transaction waits for the server only where it reads a result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, __exception_wrapper__, _transaction
-
-try:  # the PostgreSQL driver is optional (the ``team`` extra)
-    from psycopg import Error as PsycopgError
-    from psycopg.pq import TransactionStatus
-except ImportError:  # pragma: no cover - without it no PostgreSQL store can be open
-    PsycopgError = type("PsycopgError", (Exception,), {})  # type: ignore[misc,assignment]
-    TransactionStatus = None  # type: ignore[assignment,misc]
 
 from testio_sync.settings import redact_url
 from testio_sync.store.models import database
@@ -175,10 +174,15 @@ class _PipelinedTransaction(_LockedTransaction):
             failure = raised
         if failure is None:
             return
-        conn = self.db.connection()
-        if conn.info.transaction_status != TransactionStatus.IDLE:
-            conn.execute("ROLLBACK")  # the failed statement skipped the queued COMMIT
-        if failure is exc and not isinstance(exc, PsycopgError):
+        import psycopg  # only a PostgreSQL store gets here: the driver is installed
+
+        conn, status = self.db.connection(), psycopg.pq.TransactionStatus
+        if conn.info.transaction_status in (status.INTRANS, status.INERROR):
+            # The failed statement made the server skip the queued COMMIT. On a broken
+            # connection this fails too: the pool drops it and the first error stands.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+        if failure is exc and not isinstance(exc, psycopg.Error):
             return  # the body's own error propagates unchanged
         with __exception_wrapper__:  # psycopg's errors as peewee's, as ``execute_sql`` does
             raise failure

@@ -160,25 +160,39 @@ def index(conn: Any, docs: Sequence[Doc]) -> None:
     if not docs:
         return
     cur = _cursor(conn)
+    if backend.is_postgres(conn):
+        cur.executemany(_UPSERT_PG, docs)
+        return
     keys = json.dumps([doc[0] for doc in docs])
     ids = backend.id_list(conn)
-    if backend.is_postgres(conn):
-        cur.execute(f"DELETE FROM search_docs WHERE rowid {backend.in_ids(conn)}", [keys])
-    else:
-        old_docs = cur.execute(
-            f"SELECT rowid, title, body FROM search_docs WHERE rowid IN {ids}", [keys]
-        ).fetchall()
-        if old_docs:  # an update: FTS5 removes a document only given the text it indexed
-            cur.executemany(
-                "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
-                old_docs,
-            )
-            cur.execute(f"DELETE FROM search_docs WHERE rowid IN {ids}", [keys])
+    old_docs = cur.execute(
+        f"SELECT rowid, title, body FROM search_docs WHERE rowid IN {ids}", [keys]
+    ).fetchall()
+    if old_docs:  # an update: FTS5 removes a document only given the text it indexed
         cur.executemany(
-            "INSERT INTO search_fts(rowid, title, body) VALUES (?, ?, ?)",
-            [(doc[0], doc[5], doc[6]) for doc in docs],
+            "INSERT INTO search_fts(search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
+            old_docs,
         )
+        cur.execute(f"DELETE FROM search_docs WHERE rowid IN {ids}", [keys])
+    cur.executemany(
+        "INSERT INTO search_fts(rowid, title, body) VALUES (?, ?, ?)",
+        [(doc[0], doc[5], doc[6]) for doc in docs],
+    )
     cur.executemany(f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
+
+
+# PostgreSQL: a document whose text and filters are unchanged is left alone, so its
+# words are not indexed again (no GIN churn, no dead row) when a row changed elsewhere.
+_UPSERT_PG = (
+    f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (rowid) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
+    + " WHERE ("
+    + ", ".join(f"search_docs.{c}" for c in COLUMNS.split(", ")[1:])
+    + ") IS DISTINCT FROM ("
+    + ", ".join(f"excluded.{c}" for c in COLUMNS.split(", ")[1:])
+    + ")"
+)
 
 
 def _rowids(conn: Any, entity: str) -> str:
