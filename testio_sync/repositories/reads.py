@@ -23,6 +23,7 @@ from testio_sync.api.batches import fetch_bugs_batched
 from testio_sync.api.client import ApiClient
 from testio_sync.dates import utc_now
 from testio_sync.errors import AccessError, ApiError, AuthError
+from testio_sync.repositories.bug_saves import GroupedBugSaves
 from testio_sync.repositories.entity_locks import EntityLocks
 from testio_sync.settings import Settings
 from testio_sync.store import queries, save
@@ -81,6 +82,7 @@ class Repositories:
     ) -> None:
         self.client = client
         self.write = write  # how store writes run: in place, or on a sync's writer thread
+        self._bug_saves = GroupedBugSaves(write)  # bug lists waiting for the writer go together
         self.settings = settings
         self.locks = locks or EntityLocks()
         self.now = now
@@ -257,14 +259,12 @@ class Repositories:
                 # Needed only to name rejection reasons when saving: fetched once,
                 # while the first batches are already on the wire.
                 reasons = await self.reject_reasons()
-                counts = await self.write(
-                    save.save_bugs,
+                report.saved = await self._bug_saves.save(
                     ok,
                     {tid: batch.bugs_by_test.get(tid, []) for tid in ok},
                     now=self.now(),
                     reject_reasons=reasons,
                 )
-                report.saved = counts.new + counts.updated + counts.unchanged
             report.refreshed = len(ok)
             report.failed.update(batch.failed)
         return report
