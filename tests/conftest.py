@@ -84,15 +84,23 @@ def consumer(settings: Settings) -> Iterator[object]:
         stop_consumer(worker, settings)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def queue_url(request: pytest.FixtureRequest) -> Iterator[Secret | None]:
-    """Each queue backend in turn: SQLite, then Redis and PostgreSQL when reachable."""
+    """Each queue backend in turn (``pytest_generate_tests``): SQLite, then Redis and
+    PostgreSQL when reachable."""
     with queue_url_for(request.param) as url:
         yield Secret(url) if url else None
 
 
+# (queue, store) for tests that take both: the pairs a deployment uses, one person's
+# SQLite pair and a team's PostgreSQL store on either shared queue (each queue on its
+# own is covered by the queue tests, each store on its own by the store tests).
+QUEUE_STORE_PAIRS = (("sqlite", "sqlite"), ("redis", "postgresql"), ("postgresql", "postgresql"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run each test that uses ``store_backend`` once per store (SQLite, PostgreSQL)."""
+    """Run each test that uses ``store_backend`` once per store (SQLite, PostgreSQL);
+    one that also takes ``queue_url``, once per pair of ``QUEUE_STORE_PAIRS``."""
     if "store_backend" in metafunc.fixturenames:
         marked = metafunc.definition.get_closest_marker
         stores = (
@@ -102,7 +110,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if marked("postgresql_only")
             else STORES
         )
-        metafunc.parametrize("store_backend", stores, indirect=True)
+        if "queue_url" in metafunc.fixturenames:
+            pairs = [pair for pair in QUEUE_STORE_PAIRS if pair[1] in stores]
+            metafunc.parametrize(
+                ("queue_url", "store_backend"),
+                pairs,
+                indirect=True,
+                ids=[f"{queue}-{store}" for queue, store in pairs],
+            )
+        else:
+            metafunc.parametrize("store_backend", stores, indirect=True)
+    elif "queue_url" in metafunc.fixturenames:
+        metafunc.parametrize("queue_url", BACKENDS, indirect=True)
 
 
 @pytest.fixture
