@@ -21,22 +21,17 @@ TESTS = Path(__file__).resolve().parent
 
 
 @contextmanager
-def held_elsewhere(
-    settings: Settings, run_id: str, *, heartbeat_s: float = 600.0
+def holder_process(
+    script: Path, where: str | Path, run_id: str, heartbeat_s: float = 600.0
 ) -> Iterator[subprocess.Popen[str]]:
-    """A process holding ``settings``' sync lock until its stdin closes; killed at the end."""
-    settings.ensure_home()
-    if settings.database_url is None:
-        script, where = TESTS / "sync" / "lock_holder.py", str(settings.lock_path)
-    else:
-        script, where = TESTS / "sync" / "pg_lock_holder.py", settings.database_url.reveal()
+    """``script`` holding the lock at ``where`` until its stdin closes; killed at the end."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(TESTS.parent), os.environ.get("PYTHONPATH")])
         ),
     }
-    command = [sys.executable, str(script), where, run_id, str(heartbeat_s)]
+    command = [sys.executable, str(script), str(where), run_id, str(heartbeat_s)]
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
     ) as proc:
@@ -46,9 +41,23 @@ def held_elsewhere(
             yield proc
         finally:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGCONT)  # a stopped holder, to play a hung one
                 proc.kill()
             proc.wait(timeout=10)
+
+
+@contextmanager
+def held_elsewhere(
+    settings: Settings, run_id: str, *, heartbeat_s: float = 600.0
+) -> Iterator[subprocess.Popen[str]]:
+    """A process holding ``settings``' sync lock until its stdin closes; killed at the end."""
+    settings.ensure_home()
+    if settings.database_url is None:
+        script, where = TESTS / "sync" / "lock_holder.py", str(settings.lock_path)
+    else:
+        script, where = TESTS / "sync" / "pg_lock_holder.py", settings.database_url.reveal()
+    with holder_process(script, where, run_id, heartbeat_s) as proc:
+        yield proc
 
 
 def let_go(proc: subprocess.Popen[str]) -> str:

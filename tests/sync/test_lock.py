@@ -12,19 +12,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import lock_holders
 import psutil
 import pytest
 
 from testio_sync.errors import SyncLockedError
 from testio_sync.sync.lock import EntityLocks, SyncLock, describe_holder, is_stale, read_holder
 
-ROOT = Path(__file__).resolve().parents[2]
 HOLDER = Path(__file__).with_name("lock_holder.py")
 HOUR = 3600.0
 
@@ -76,27 +76,11 @@ async def wait_until_async(condition: Callable[[], bool], what: str, timeout_s: 
         await asyncio.sleep(0.01)
 
 
-@contextmanager
 def holder_process(
     path: Path, run_id: str, heartbeat_s: float = 600.0
-) -> Iterator[subprocess.Popen[str]]:
+) -> AbstractContextManager[subprocess.Popen[str]]:
     """A separate process holding the lock; killed at the end if still running."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [sys.executable, str(HOLDER), str(path), run_id, str(heartbeat_s)]
-    with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "held"
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+    return lock_holders.holder_process(HOLDER, path, run_id, heartbeat_s)
 
 
 def test_a_second_lock_waits_without_blocking_the_loop_then_names_the_holder(

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import lock_holders
 import pytest
 from mcp import Client
 from store_servers import postgres_store
@@ -36,7 +37,6 @@ from testio_sync.sync import runs
 from testio_sync.sync.pg_lock import PostgresSyncLock, describe_pg_holder, lock_holder, sync_lock
 from testio_sync.tasks.backends import queue_name
 
-ROOT = Path(__file__).resolve().parents[2]
 HOLDER = Path(__file__).with_name("pg_lock_holder.py")
 
 
@@ -55,28 +55,11 @@ def pg_settings(store_url: str, tmp_path: Path) -> Settings:
     return settings
 
 
-@contextmanager
 def holder_process(
     url: str, run_id: str, heartbeat_s: float = 600.0
-) -> Iterator[subprocess.Popen[str]]:
+) -> AbstractContextManager[subprocess.Popen[str]]:
     """A separate process holding the lock; killed at the end if still running."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    command = [sys.executable, str(HOLDER), url, run_id, str(heartbeat_s)]
-    with subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "held"
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-            proc.wait(timeout=10)
+    return lock_holders.holder_process(HOLDER, url, run_id, heartbeat_s)
 
 
 def test_a_second_process_waits_then_names_the_holder_by_pid_and_host(
