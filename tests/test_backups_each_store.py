@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from lock_holders import held_elsewhere, let_go
-from testsupport import make_settings
+from testsupport import drop_products, make_settings
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
@@ -75,19 +75,6 @@ def test_a_nuke_backs_up_to_a_file_that_restores(
     assert counts(settings) == truth
     status = invoke(settings, "status", "--check")
     assert status.exit_code == 0, status.output  # the search index matches the rows
-
-
-def drop_products(sim: Simulator, product_ids: list[int]) -> None:
-    """Delete products upstream, with their tests, bugs and features."""
-    with sim.lock:
-        world = sim.world
-        for pid in product_ids:
-            for tid in list(world.ordered_test_ids(pid)):
-                world.remove_test(tid)
-            for fid in world.features_by_product.pop(pid):
-                del world.features[fid]
-            del world.products[pid]
-        world.invalidate_order()
 
 
 def test_a_removal_backs_up_to_a_file_that_restores(

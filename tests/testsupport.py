@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from testio_sync.settings import Secret, Settings
+from testio_sync.simulator import Simulator
 
 TOKEN = "test-token-0123456789"
 
@@ -95,3 +96,16 @@ def stored_text(home: Path) -> str:
             for table in tables
             for row in conn.execute(f'select t::text from "{table}" t')
         )
+
+
+def drop_products(sim: Simulator, product_ids: list[int]) -> None:
+    """Delete products upstream, with their tests, bugs and features."""
+    with sim.lock:
+        world = sim.world
+        for pid in product_ids:
+            for tid in list(world.ordered_test_ids(pid)):
+                world.remove_test(tid)
+            for fid in world.features_by_product.pop(pid):
+                del world.features[fid]
+            del world.products[pid]
+        world.invalidate_order()

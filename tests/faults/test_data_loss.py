@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from testsupport import make_settings
+from testsupport import drop_products, make_settings
 from typer.testing import CliRunner, Result
 
 from testio_sync import cli
@@ -68,19 +68,6 @@ def test_an_empty_list_removes_nothing_even_when_forced(
     sim.clear_faults()
     assert invoke(settings, "sync", "--with-bugs", "--quiet").exit_code == 0
     assert differences(ids_in(settings.db_path), expected_ids(sim)) == {}
-
-
-def drop_products(sim: Simulator, product_ids: list[int]) -> None:
-    """Delete products upstream, with their tests, bugs and features."""
-    with sim.lock:
-        world = sim.world
-        for pid in product_ids:
-            for tid in list(world.ordered_test_ids(pid)):
-                world.remove_test(tid)
-            for fid in world.features_by_product.pop(pid):
-                del world.features[fid]
-            del world.products[pid]
-        world.invalidate_order()
 
 
 def test_removing_most_products_waits_for_force_and_backs_up_first(
