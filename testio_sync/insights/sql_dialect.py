@@ -23,6 +23,7 @@ from testio_sync.store import backend
 from testio_sync.store.models import database
 
 TIME_GRAINS = ("day", "week", "month", "quarter", "year")
+_PREFIX_LENGTHS = {"day": 10, "month": 7, "year": 4}  # of ``2026-11-27T...``
 
 
 class Dialect(Protocol):
@@ -46,16 +47,35 @@ class Dialect(Protocol):
         ...
 
 
-class SqliteDialect:
-    """SQLite 3.35+: JSON1 functions, ``strftime`` and ``date`` modifiers."""
+class _StoredText:
+    """What both backends share: stored times are ISO text, so day, month and year are
+    its prefixes; a section's name is the first match of the backend's lookup text."""
+
+    _SECTION_NAME: str  # a scalar subquery, up to the ``=`` its section id follows
 
     def time_bucket(self, grain: str, column: Any) -> Any:
-        if grain == "day":
-            return fn.substr(column, 1, 10)
-        if grain == "month":
-            return fn.substr(column, 1, 7)
-        if grain == "year":
-            return fn.substr(column, 1, 4)
+        prefix = _PREFIX_LENGTHS.get(grain)
+        if prefix is not None:
+            return fn.substr(column, 1, prefix)
+        return self._computed_bucket(grain, column)
+
+    def _computed_bucket(self, grain: str, column: Any) -> Any:
+        raise NotImplementedError
+
+    def section_name(self, section_id: Any) -> Any:
+        return NodeList((SQL(self._SECTION_NAME), section_id, SQL("LIMIT 1)")))
+
+
+class SqliteDialect(_StoredText):
+    """SQLite 3.35+: JSON1 functions, ``strftime`` and ``date`` modifiers."""
+
+    _SECTION_NAME = (
+        "(SELECT json_extract(s.value, '$.name') FROM products sp,"
+        " json_each(sp.raw, '$.sections_with_default') s"
+        " WHERE json_extract(s.value, '$.id') ="
+    )
+
+    def _computed_bucket(self, grain: str, column: Any) -> Any:
         if grain == "quarter":
             quarter = (fn.substr(column, 6, 2).cast("INTEGER") + 2) / 3
             return fn.printf("%s-Q%d", fn.substr(column, 1, 4), quarter)
@@ -72,19 +92,6 @@ class SqliteDialect:
     def json_text(self, column: Any, path: str) -> Any:
         return fn.json_extract(column, path)
 
-    def section_name(self, section_id: Any) -> Any:
-        return NodeList(
-            (
-                SQL(
-                    "(SELECT json_extract(s.value, '$.name') FROM products sp,"
-                    " json_each(sp.raw, '$.sections_with_default') s"
-                    " WHERE json_extract(s.value, '$.id') ="
-                ),
-                section_id,
-                SQL("LIMIT 1)"),
-            )
-        )
-
     def real(self, value: Any) -> Any:
         return value.cast("REAL")
 
@@ -99,16 +106,18 @@ def _json_path(path: str) -> str:
     return "'{" + ",".join(path[2:].split(".")) + "}'"
 
 
-class PostgresDialect:
+class PostgresDialect(_StoredText):
     """PostgreSQL 12+: ``to_char`` on the stored time text read as a date, ``jsonb``."""
 
-    def time_bucket(self, grain: str, column: Any) -> Any:
-        if grain == "day":
-            return fn.substr(column, 1, 10)
-        if grain == "month":
-            return fn.substr(column, 1, 7)
-        if grain == "year":
-            return fn.substr(column, 1, 4)
+    _SECTION_NAME = (
+        "(SELECT s.value ->> 'name' FROM products sp,"
+        " jsonb_array_elements(CASE WHEN jsonb_typeof(sp.raw::jsonb"
+        " -> 'sections_with_default') = 'array' THEN sp.raw::jsonb"
+        " -> 'sections_with_default' ELSE '[]' END) s"
+        " WHERE (s.value ->> 'id')::bigint ="
+    )
+
+    def _computed_bucket(self, grain: str, column: Any) -> Any:
         day = fn.substr(column, 1, 10).cast("date")
         if grain == "quarter":
             return fn.to_char(day, SQL("'YYYY-\"Q\"Q'"))
@@ -118,21 +127,6 @@ class PostgresDialect:
 
     def json_text(self, column: Any, path: str) -> Any:
         return NodeList((column.cast("jsonb"), SQL("#>>"), SQL(_json_path(path))))
-
-    def section_name(self, section_id: Any) -> Any:
-        return NodeList(
-            (
-                SQL(
-                    "(SELECT s.value ->> 'name' FROM products sp,"
-                    " jsonb_array_elements(CASE WHEN jsonb_typeof(sp.raw::jsonb"
-                    " -> 'sections_with_default') = 'array' THEN sp.raw::jsonb"
-                    " -> 'sections_with_default' ELSE '[]' END) s"
-                    " WHERE (s.value ->> 'id')::bigint ="
-                ),
-                section_id,
-                SQL("LIMIT 1)"),
-            )
-        )
 
     def real(self, value: Any) -> Any:
         return value.cast("double precision")
