@@ -34,13 +34,13 @@ from team_processes import (
     Interrupted,
     Team,
     add_store_arguments,
-    check_queue,
     queue_in_use,
+    queue_reachable,
     raise_on_signals,
+    require_shared_queue,
     wait_until,
 )
 
-from testio_sync.errors import TestioSyncError
 from testio_sync.settings import redact_url
 
 COMPARED = ("products", "features", "tests", "bugs", "users")
@@ -235,10 +235,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, help="keep the data here (a new folder)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    if not args.queue_url.startswith(("redis://", "postgresql://", "postgres://")):
-        parser.error(
-            "--queue-url must be a redis:// or postgresql:// URL: failover needs a shared queue"
-        )
+    require_shared_queue(parser, args.queue_url, ": failover needs a shared queue")
     if not 0 < args.kill_at < 1:
         parser.error("--kill-at must be between 0 and 1")
     if args.home is not None and args.home.exists() and any(args.home.iterdir()):
@@ -249,10 +246,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_on_signals()
-    try:
-        check_queue(args.queue_url)
-    except TestioSyncError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+    if not queue_reachable(args.queue_url):
         return 2
     try:
         if args.home is not None:

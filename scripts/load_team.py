@@ -50,12 +50,12 @@ from team_processes import (
     Started,
     Team,
     add_store_arguments,
-    check_queue,
     queue_in_use,
+    queue_reachable,
     raise_on_signals,
+    require_shared_queue,
 )
 
-from testio_sync.errors import TestioSyncError
 from testio_sync.settings import redact_url
 
 TARGET_P95_MS = 150.0
@@ -441,8 +441,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare-single", action="store_true", help="also load one SQLite server")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    if not args.queue_url.startswith(("redis://", "postgresql://", "postgres://")):
-        parser.error("--queue-url must be a redis:// or postgresql:// URL (the team's queue)")
+    require_shared_queue(parser, args.queue_url, " (the team's queue)")
     if args.seconds <= 0 or args.clients < 1 or args.think_ms < 0:
         parser.error("--seconds must be positive, --clients at least 1, --think-ms at least 0")
     return args
@@ -451,10 +450,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_on_signals()
-    try:
-        check_queue(args.queue_url)
-    except TestioSyncError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+    if not queue_reachable(args.queue_url):
         return 2
     results: list[SetupResult] = []
     try:

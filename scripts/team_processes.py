@@ -283,16 +283,24 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(proc.pid, signum)  # start_new_session: its pid is its group's id
 
 
-def check_queue(queue_url: str) -> None:
-    """Reach the queue's server once, before anything starts.
+def require_shared_queue(parser: argparse.ArgumentParser, queue_url: str, why: str) -> None:
+    """Stop with a usage error (exit 2) unless ``queue_url`` names a shared queue."""
+    if not queue_url.startswith(("redis://", "postgresql://", "postgres://")):
+        parser.error(f"--queue-url must be a redis:// or postgresql:// URL{why}")
 
-    Raises:
-        ConfigError: the server cannot be reached or its driver is missing (one line).
-    """
+
+def queue_reachable(queue_url: str) -> bool:
+    """Reach the queue's server once, before anything starts; if it cannot be reached
+    (or its driver is missing), say why in one line on stderr and return False."""
     from testio_sync.tasks.queue import configure
 
-    with tempfile.TemporaryDirectory() as home:
-        configure(Settings(home=Path(home), queue_url=Secret(queue_url)))
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            configure(Settings(home=Path(home), queue_url=Secret(queue_url)))
+    except TestioSyncError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def clean_queue(settings: Settings) -> None:
