@@ -136,8 +136,9 @@ def fts5_match(terms: Terms) -> str:
     return " ".join(parts)
 
 
-def _filters(request: SearchRequest, match: str) -> search_index.Filters:
-    return search_index.Filters(
+def _page(request: SearchRequest, match: str) -> tuple[int, list[dict[str, Any]]]:
+    """The request's page of matches of ``match`` (the backend's query text), and the total."""
+    filters = search_index.Filters(
         match=match,
         entities=request.entities,
         product_ids=request.product_ids,
@@ -145,6 +146,9 @@ def _filters(request: SearchRequest, match: str) -> search_index.Filters:
         dated_before=(
             _day_text(request.end_date + timedelta(days=1)) if request.end_date else None
         ),
+    )
+    return search_index.search(
+        database, filters, limit=request.limit, offset=request.offset, marks=(_OPEN, _CLOSE)
     )
 
 
@@ -158,15 +162,8 @@ class SqliteSearch:
     @store_call("search the cache")
     def search(self, request: SearchRequest) -> tuple[int, list[dict[str, Any]]]:
         match = fts5_match(request.terms) if request.terms else request.query
-        filters = _filters(request, match)
         try:
-            return search_index.search(
-                database,
-                filters,
-                limit=request.limit,
-                offset=request.offset,
-                marks=(_OPEN, _CLOSE),
-            )
+            return _page(request, match)
         except sqlite3.OperationalError as exc:
             if request.mode == "raw":
                 raise _syntax_error(str(exc).removeprefix("fts5: ")) from None
@@ -192,15 +189,9 @@ class PostgresSearch:
 
     @store_call("search the cache")
     def search(self, request: SearchRequest) -> tuple[int, list[dict[str, Any]]]:
-        filters = _filters(request, tsquery_text(request))
+        match = tsquery_text(request)
         with without_jit():
-            return search_index.search(
-                database,
-                filters,
-                limit=request.limit,
-                offset=request.offset,
-                marks=(_OPEN, _CLOSE),
-            )
+            return _page(request, match)
 
 
 def store_search() -> SearchBackend:

@@ -297,6 +297,19 @@ class Filters:
     dated_from: str | None = None  # inclusive, stored time text
     dated_before: str | None = None  # exclusive
 
+    def scope_on_docs(self, id_list: str, clauses: list[str], params: list[Any]) -> None:
+        """Add the product and date conditions on ``search_docs d`` (both backends);
+        ``id_list`` is the backend's subquery of the ids in one parameter."""
+        if self.product_ids is not None:
+            clauses.append(f"d.product_id IN {id_list}")
+            params.append(json.dumps(list(self.product_ids)))
+        if self.dated_from is not None:
+            clauses.append("d.dated >= ?")
+            params.append(self.dated_from)
+        if self.dated_before is not None:
+            clauses.append("d.dated < ?")
+            params.append(self.dated_before)
+
     def where(self) -> tuple[str, str, list[Any]]:
         """The FROM clause and WHERE condition of the matches, and their parameters.
 
@@ -308,15 +321,7 @@ class Filters:
         if set(self.entities) != set(ENTITIES):
             kinds = ", ".join(str(KINDS[e]) for e in sorted(set(self.entities)))
             clauses.append(f"search_fts.rowid % 4 IN ({kinds})")
-        if self.product_ids is not None:
-            clauses.append(f"d.product_id IN {_IDS}")
-            params.append(json.dumps(list(self.product_ids)))
-        if self.dated_from is not None:
-            clauses.append("d.dated >= ?")
-            params.append(self.dated_from)
-        if self.dated_before is not None:
-            clauses.append("d.dated < ?")
-            params.append(self.dated_before)
+        self.scope_on_docs(_IDS, clauses, params)
         source = "search_fts"
         if len(params) > 1:  # CROSS JOIN keeps FTS5 the outer loop: the matches drive the lookups
             source += " CROSS JOIN search_docs d ON d.rowid = search_fts.rowid"
@@ -373,15 +378,7 @@ def _where_pg(conn: Any, filters: Filters) -> tuple[str, list[Any]]:
     if set(filters.entities) != set(ENTITIES):
         clauses.append(f"d.entity IN {backend.text_list(conn)}")
         params.append(json.dumps(sorted(set(filters.entities))))
-    if filters.product_ids is not None:
-        clauses.append(f"d.product_id IN {backend.id_list(conn)}")
-        params.append(json.dumps(list(filters.product_ids)))
-    if filters.dated_from is not None:
-        clauses.append("d.dated >= ?")
-        params.append(filters.dated_from)
-    if filters.dated_before is not None:
-        clauses.append("d.dated < ?")
-        params.append(filters.dated_before)
+    filters.scope_on_docs(backend.id_list(conn), clauses, params)
     return " AND ".join(clauses), params
 
 
