@@ -56,15 +56,31 @@ def _as_array(value: str) -> str:
     )
 
 
+def _insert_device_rows(bug_columns: Sequence[str], devices: str) -> str:
+    """The trigger's statement: ``NEW``'s device rows out of the JSON array ``devices``."""
+    names = "".join(f'"{c}", ' for c in bug_columns)
+    values = "".join(f'NEW."{c}", ' for c in bug_columns)
+    return (
+        f' INSERT INTO "bug_devices" ("bug_id", {names}"position", "category",'
+        ' "operating_system", "browser")'
+        f" SELECT NEW.id, {values}d.ord - 1,"
+        f" {_text_or_name('d.value -> ' + repr('category'))},"
+        f" {_text_or_name('d.value -> ' + repr('operating_system'))},"
+        f" {_text_or_name('br.value')}"
+        f" FROM jsonb_array_elements({_as_array(devices)})"
+        " WITH ORDINALITY AS d(value, ord)"
+        " LEFT JOIN LATERAL jsonb_array_elements("
+        f"{_as_array('(d.value -> ' + repr('browsers') + ')')}) AS br(value) ON TRUE"
+        " WHERE jsonb_typeof(d.value) = 'object';"
+    )
+
+
 def _device_trigger_v8() -> str:
     """``testio_bug_devices`` parsing the bug's JSON once, and idle when nothing it copies changed.
 
     Version 6's function converted ``raw`` to ``jsonb`` once per use in its expression
     (twice per row), and rewrote the device rows on any update of the bug.
     """
-    names = "".join(f'"{c}", ' for c in migrations.BUG_COLUMNS)
-    values = "".join(f'NEW."{c}", ' for c in migrations.BUG_COLUMNS)
-
     old = ", ".join(f'OLD."{c}"' for c in ("raw", *migrations.BUG_COLUMNS))
     new = ", ".join(f'NEW."{c}"' for c in ("raw", *migrations.BUG_COLUMNS))
 
@@ -76,44 +92,21 @@ def _device_trigger_v8() -> str:
         ' IF TG_OP <> \'INSERT\' THEN DELETE FROM "bug_devices" WHERE "bug_id" = OLD.id;'
         " END IF;"
         " IF TG_OP <> 'DELETE' THEN devices := NEW.raw::jsonb -> 'devices';"
-        f' INSERT INTO "bug_devices" ("bug_id", {names}"position", "category",'
-        ' "operating_system", "browser")'
-        f" SELECT NEW.id, {values}d.ord - 1,"
-        f" {_text_or_name('d.value -> ' + repr('category'))},"
-        f" {_text_or_name('d.value -> ' + repr('operating_system'))},"
-        f" {_text_or_name('br.value')}"
-        f" FROM jsonb_array_elements({_as_array('devices')})"
-        " WITH ORDINALITY AS d(value, ord)"
-        " LEFT JOIN LATERAL jsonb_array_elements("
-        f"{_as_array('(d.value -> ' + repr('browsers') + ')')}) AS br(value) ON TRUE"
-        " WHERE jsonb_typeof(d.value) = 'object';"
-        " END IF; RETURN NULL; END $$"
+        + _insert_device_rows(migrations.BUG_COLUMNS, "devices")
+        + " END IF; RETURN NULL; END $$"
     )
 
 
 def _device_trigger(bug_columns: Sequence[str]) -> str:
     """The function that keeps ``bug_devices`` equal to each bug's ``raw`` devices."""
-    names = "".join(f'"{c}", ' for c in bug_columns)
-    values = "".join(f'NEW."{c}", ' for c in bug_columns)
     return (
         'CREATE OR REPLACE FUNCTION "testio_bug_devices"() RETURNS trigger'
         " LANGUAGE plpgsql AS $$ BEGIN"
         ' IF TG_OP <> \'INSERT\' THEN DELETE FROM "bug_devices" WHERE "bug_id" = OLD.id;'
         " END IF;"
         " IF TG_OP <> 'DELETE' THEN"
-        f' INSERT INTO "bug_devices" ("bug_id", {names}"position", "category",'
-        ' "operating_system", "browser")'
-        f" SELECT NEW.id, {values}d.ord - 1,"
-        f" {_text_or_name('d.value -> ' + repr('category'))},"
-        f" {_text_or_name('d.value -> ' + repr('operating_system'))},"
-        f" {_text_or_name('br.value')}"
-        " FROM jsonb_array_elements("
-        f"{_as_array('(NEW.raw::jsonb -> ' + repr('devices') + ')')})"
-        " WITH ORDINALITY AS d(value, ord)"
-        " LEFT JOIN LATERAL jsonb_array_elements("
-        f"{_as_array('(d.value -> ' + repr('browsers') + ')')}) AS br(value) ON TRUE"
-        " WHERE jsonb_typeof(d.value) = 'object';"
-        " END IF; RETURN NULL; END $$"
+        + _insert_device_rows(bug_columns, "(NEW.raw::jsonb -> 'devices')")
+        + " END IF; RETURN NULL; END $$"
     )
 
 
