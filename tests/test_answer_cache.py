@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from sync.support import WITH_BUGS
+from sync.support import sync as run_sync
 from test_analytics import world_bugs, world_tests
 from testsupport import make_settings
 
@@ -24,9 +26,6 @@ from testio_sync.simulator import Simulator
 from testio_sync.store.data_version import data_version
 from testio_sync.store.db import open_store
 from testio_sync.store.postgres import connect_postgres
-from testio_sync.sync.types import DEFAULT_PHASES, SyncPhase
-
-WITH_BUGS = (*DEFAULT_PHASES, SyncPhase.BUGS)
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def anyio_backend() -> str:
 
 
 def sync(service: SyncService) -> None:
-    result = service.execute_sync(WITH_BUGS, allow_in_process=True).wait(120)
+    result = run_sync(service, phases=WITH_BUGS)
     assert result.succeeded, result.errors
 
 
