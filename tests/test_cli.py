@@ -278,6 +278,7 @@ MCP_NAMES = re.compile(
 )
 
 
+@pytest.mark.sqlite_only  # argument checks, worded the same whatever the store
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

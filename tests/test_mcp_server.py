@@ -316,6 +316,7 @@ async def test_sync_data_attaches_to_a_cli_sync_that_covers_it(
 
 
 @pytest.mark.anyio
+@pytest.mark.sqlite_only  # argument checks, worded the same whatever the store
 @pytest.mark.parametrize(
     ("tool", "args", "fragment"),
     [
