@@ -26,7 +26,7 @@ from testio_sync.errors import UsageError
 from testio_sync.insights.filters import ReportFilters
 from testio_sync.insights.metrics_registry import DIMENSIONS, METRICS, Dimension
 from testio_sync.insights.report import require_products
-from testio_sync.insights.sql_dialect import Dialect, dialect_for, without_jit
+from testio_sync.insights.sql_dialect import Dialect, analytics_reads, dialect_for
 from testio_sync.store import backend, queries
 from testio_sync.store.models import Bug, BugDevice, ExploratoryTest, TestFeature, database
 from testio_sync.store.queries import store_call
@@ -175,6 +175,9 @@ class MetricsQuery:
     limit: int = DEFAULT_LIMIT
     compare_previous: bool = False
     echo: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The scope is every stored product: every test qualifies, and PostgreSQL does
+    # better without a list of every id (it costs a bitmap scan and a worse join).
+    every_product: bool = False
 
     @classmethod
     def parse(
@@ -326,7 +329,10 @@ def _scope_cte(query: MetricsQuery, src: _Sources) -> Any:
     test_level = [n for n in dict.fromkeys(names) if not DIMENSIONS[n].joins]
     columns = [t.id, t.created_by, t.submitted_by]
     columns += [DIMENSIONS[n].key(src).alias(n) for n in test_level]
-    where, params = query.scope.where_sql("t")
+    # SQLite reads the tests through a covering index that leads with the product, so
+    # it keeps the list even when it names every product.
+    whole = query.every_product and backend.is_postgres()
+    where, params = query.scope.where_sql("t", products=not whole)
     conditions: list[Any] = [SQL(backend.sql(where), params)]
     conditions += [
         _matches(DIMENSIONS[n].key(src), wanted) for n, wanted in query.filters if n in test_level
@@ -412,14 +418,16 @@ def _scoped(query: MetricsQuery) -> MetricsQuery:
     if not stored:
         raise UsageError("The mirror holds no products yet: sync first", hint="products")
     return dataclasses.replace(
-        query, scope=dataclasses.replace(query.scope, product_ids=tuple(stored))
+        query,
+        scope=dataclasses.replace(query.scope, product_ids=tuple(stored)),
+        every_product=True,
     )
 
 
 def _fetch(query: MetricsQuery, dialect: Dialect) -> tuple[list[dict[str, Any]], int]:
     select = compile_query(query, dialect)
     sql, params = database.get_sql_context().sql(select).query()
-    with without_jit():
+    with analytics_reads():
         cursor = database.execute_sql(sql, params)
         records = cursor.fetchall()
     names = [c[0] for c in cursor.description]
@@ -522,7 +530,7 @@ def explain(query: MetricsQuery, dialect: Dialect | None = None) -> list[str]:
         scoped = _scoped(query)
         sql, params = database.get_sql_context().sql(compile_query(scoped, dialect)).query()
         if backend.is_postgres():
-            with without_jit():
+            with analytics_reads():
                 return [row[0] for row in database.execute_sql(f"EXPLAIN {sql}", params)]
         return [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
 

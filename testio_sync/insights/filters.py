@@ -120,21 +120,25 @@ class ReportFilters:
             out["testing_type"] = self.testing_type
         return out
 
-    def where_sql(self, alias: str = "t") -> tuple[str, list[Any]]:
+    def where_sql(self, alias: str = "t", *, products: bool = True) -> tuple[str, list[Any]]:
         """The SQL condition selecting the tests in scope, and its parameters.
 
         Our SQL form (``?`` marks) for the bound database: run it through
-        ``backend.execute`` or ``backend.sql``.
+        ``backend.execute`` or ``backend.sql``. ``products=False`` leaves the
+        product condition out, for a scope known to hold every stored product.
         """
-        ids, texts = backend.id_list(), backend.text_list()
-        clauses = [f"{alias}.product_id IN {ids}"]
-        params: list[Any] = [json.dumps(list(self.product_ids))]
+        ids, texts = backend.in_ids(), backend.in_texts()
+        clauses = ["1 = 1"]
+        params: list[Any] = []
+        if products or self.test_ids is not None:
+            clauses = [f"{alias}.product_id {ids}"]
+            params.append(json.dumps(list(self.product_ids)))
         if self.test_ids is not None:
-            clauses.append(f"{alias}.id IN {ids}")
+            clauses.append(f"{alias}.id {ids}")
             params.append(json.dumps(list(self.test_ids)))
             return " AND ".join(clauses), params
         if self.statuses is not None:
-            clauses.append(f"{alias}.status IN {texts}")
+            clauses.append(f"{alias}.status {texts}")
             params.append(json.dumps(list(self.statuses)))
         if self.testing_type:
             clauses.append(f"{alias}.testing_type = ?")

@@ -22,7 +22,7 @@ from testio_sync.api.client import ApiClient
 from testio_sync.dates import parse_iso, to_iso, utc_now
 from testio_sync.errors import ApiError, UsageError
 from testio_sync.insights.filters import ReportFilters
-from testio_sync.insights.sql_dialect import without_jit
+from testio_sync.insights.sql_dialect import analytics_reads
 from testio_sync.repositories import Repositories
 from testio_sync.settings import Settings
 from testio_sync.store import backend, queries
@@ -221,7 +221,7 @@ def require_testing_type(filters: ReportFilters) -> None:
         return
     rows = backend.execute(
         "SELECT DISTINCT testing_type FROM tests WHERE testing_type IS NOT NULL"
-        f" AND product_id IN {backend.id_list()} ORDER BY 1",
+        f" AND product_id {backend.in_ids()} ORDER BY 1",
         [json.dumps(list(filters.product_ids))],
     )
     known = [t for (t,) in rows]
@@ -265,7 +265,7 @@ def build_quality_report(
     total = _Section()
     sections = {pid: _Section() for pid in filters.product_ids}
 
-    with without_jit():  # one transaction for the four aggregates
+    with analytics_reads():  # one transaction for the four aggregates
         tests = backend.execute(
             f"SELECT t.product_id, t.status, t.testing_type, COUNT(*) FROM tests t WHERE {where}"
             " GROUP BY 1, 2, 3",
@@ -299,7 +299,7 @@ def build_quality_report(
             for section in (sections[pid], total):
                 section.saw_bugs(_parse_time(oldest), int(never or 0))
         products = backend.execute(
-            f"SELECT id, name, tests_synced_at FROM products WHERE id IN {backend.id_list()}",
+            f"SELECT id, name, tests_synced_at FROM products WHERE id {backend.in_ids()}",
             [json.dumps(list(filters.product_ids))],
         )
         names: dict[int, str] = {}

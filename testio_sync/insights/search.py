@@ -21,7 +21,7 @@ from testio_sync.dates import to_iso
 from testio_sync.errors import UsageError
 from testio_sync.insights import tsquery
 from testio_sync.insights.filters import _day_text, parse_day
-from testio_sync.insights.sql_dialect import without_jit
+from testio_sync.insights.sql_dialect import analytics_reads
 from testio_sync.store import backend, queries, search_index
 from testio_sync.store.models import database
 from testio_sync.store.queries import store_call
@@ -190,7 +190,7 @@ class PostgresSearch:
     @store_call("search the cache")
     def search(self, request: SearchRequest) -> tuple[int, list[dict[str, Any]]]:
         match = tsquery_text(request)
-        with without_jit():
+        with analytics_reads():
             return _page(request, match)
 
 

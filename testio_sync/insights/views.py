@@ -206,7 +206,7 @@ def _user_rows(product_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     if product_ids is None:
         sql, params = _USERS_SQL.format(bug_scope="1 = 1", test_scope="1 = 1"), []
     else:
-        scope = f"product_id IN {backend.id_list()}"
+        scope = f"product_id {backend.in_ids()}"
         sql = _USERS_SQL.format(bug_scope=scope, test_scope=scope)
         params = [json.dumps(list(product_ids))] * 3
     users = [dict(zip(_USER_KEYS, row, strict=True)) for row in _rows(sql, params)]

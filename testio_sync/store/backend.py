@@ -98,6 +98,14 @@ def text_list(db: Any = None) -> str:
     return "(SELECT value FROM json_each(?))"
 
 
+def in_texts(db: Any = None) -> str:
+    """``IN`` one JSON-array parameter of strings (``= ANY(ARRAY(...))`` on PostgreSQL,
+    for the reasons ``in_ids`` gives)."""
+    if is_postgres(db):
+        return f"= ANY(ARRAY{text_list(db)})"
+    return f"IN {text_list(db)}"
+
+
 def execute(text: str, params: Sequence[Any] = (), db: Any = None) -> Any:
     """Run one statement of our SQL on ``db`` (default: the bound database); its cursor."""
     target = database if db is None else db

@@ -105,10 +105,10 @@ def entity_counts(product_ids: Sequence[int] | None = None) -> dict[str, int]:
             "bugs": Bug.select().count(),
             "users": User.select().count(),
         }
-    ids, in_ids = json.dumps(list(product_ids)), backend.id_list()
-    scope = f"product_id IN {in_ids}"
+    ids, in_ids = json.dumps(list(product_ids)), backend.in_ids()
+    scope = f"product_id {in_ids}"
     sql = (
-        f"SELECT (SELECT COUNT(*) FROM products WHERE id IN {in_ids}),"
+        f"SELECT (SELECT COUNT(*) FROM products WHERE id {in_ids}),"
         f" (SELECT COUNT(*) FROM features WHERE {scope}),"
         f" (SELECT COUNT(*) FROM tests WHERE {scope}),"
         f" (SELECT COUNT(*) FROM bugs WHERE {scope}),"
