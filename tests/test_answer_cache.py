@@ -1,4 +1,4 @@
-"""Kept ``query_metrics`` answers: given again only while the data is unchanged.
+"""Kept ``query_metrics`` answers and list pages: given again only while the data is unchanged.
 
 Each test runs on both stores; the counts are the simulator's own, so a kept answer
 that outlived a change of the data fails them.
@@ -21,10 +21,12 @@ from testsupport import make_settings
 from testio_sync.insights.analytics import MetricsQuery, run_query
 from testio_sync.insights.answer_cache import AnswerCache
 from testio_sync.mcp_server import build_server
+from testio_sync.mcp_server.server import VersionedPage
 from testio_sync.service import SyncService
 from testio_sync.simulator import Simulator
 from testio_sync.store.data_version import data_version
 from testio_sync.store.db import open_store
+from testio_sync.store.models import Product, database
 from testio_sync.store.postgres import connect_postgres
 
 
@@ -133,3 +135,29 @@ async def test_the_tool_answers_the_new_data_after_a_sync(
     counted = three.structured_content["rows"][0]["bug_count"]
     assert counted == executed_bugs(sim) != one.structured_content["rows"][0]["bug_count"]
     assert json.loads(three.content[0].text) == three.structured_content
+
+
+def test_a_list_page_is_read_again_only_when_the_data_changed_since(
+    fresh_server: tuple[Simulator, str], home: Path, store_backend: str
+) -> None:
+    """``VersionedPage`` (list_tests, list_bugs): the first read stands until a commit."""
+    sim, url = fresh_server
+    settings = make_settings(home, url)
+    sync(SyncService(settings))
+    open_store(settings)
+    reads: list[dict[str, Any]] = []
+
+    def read() -> dict[str, Any]:
+        with database.connection_context():
+            reads.append({"names": sorted(p.name for p in Product.select(Product.name))})
+        return reads[-1]
+
+    page = VersionedPage(read)
+    assert page.now() is page.data and len(reads) == 1
+    assert page.data["names"] == sorted(p.name for p in sim.world.products.values())
+
+    with database.connection_context(), database.atomic():
+        Product.update(name=Product.name.concat(" (renamed)")).execute()
+    later = page.now()
+    assert len(reads) == 2
+    assert later["names"] == sorted(f"{p.name} (renamed)" for p in sim.world.products.values())

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -56,6 +56,7 @@ from testio_sync.mcp_server.http_auth import HttpAccess, http_access
 from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
+from testio_sync.store.data_version import data_version
 from testio_sync.store.queries import STATUS_BUCKETS
 from testio_sync.sync.lock import EntityLocks
 from testio_sync.sync.types import SyncTrigger
@@ -259,6 +260,27 @@ class WorkerKeeper:
             threading.Thread(target=proc.wait, name="reap-worker", daemon=True).start()
 
 
+class VersionedPage:
+    """A page of the mirror and the data version it was read on (``store/data_version``).
+
+    The list tools read their page, refresh what it shows, and read it again; when the
+    refresh wrote nothing (no commit since), the first read is the answer.
+    """
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+        with data_version() as version:
+            self.version = version
+            self.data = read()
+
+    def now(self) -> dict[str, Any]:
+        """The page as the mirror holds it now."""
+        with data_version() as version:
+            if version is not None and version == self.version:
+                return self.data
+            return self._read()
+
+
 # -- the server --------------------------------------------------------------------------
 
 
@@ -356,9 +378,9 @@ def build_server(
             page = functools.partial(
                 mcp_tools.list_tests_answer, product_ids, statuses, limit, offset
             )
-            first = await anyio.to_thread.run_sync(page)  # validates, and names the page
-            warnings = await reads.tests([t["id"] for t in first["tests"]])
-            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
+            first = await anyio.to_thread.run_sync(VersionedPage, page)  # validates
+            warnings = await reads.tests([t["id"] for t in first.data["tests"]])
+            return answer(with_warnings(await anyio.to_thread.run_sync(first.now), warnings))
 
     async def get_test_summary(test_id: int) -> CallToolResult:
         """One test with its bug counts by status and severity, refetched when stale."""
@@ -386,9 +408,9 @@ def build_server(
                 limit,
                 offset,
             )
-            await anyio.to_thread.run_sync(page)  # validates before any API call
+            first = await anyio.to_thread.run_sync(VersionedPage, page)  # validates
             warnings = await reads.bugs(test_ids, product_ids)
-            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
+            return answer(with_warnings(await anyio.to_thread.run_sync(first.now), warnings))
 
     def search(
         query: str,
