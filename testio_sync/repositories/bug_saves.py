@@ -5,8 +5,9 @@ server its ``BEGIN`` and ``COMMIT`` are round trips, and a batch that waits for
 the writer meanwhile gains nothing from waiting alone. While one save runs, the
 lists that arrive queue up; the next save takes all of them (group commit). A
 quiet writer still saves a lone batch at once, so nothing is held back to wait
-for company. Each caller gets its own count, and a failed save fails each of the
-callers whose lists it held: none of them was stored.
+for company. Each caller gets its own count. A failed grouped save stored nothing; its
+lists are then saved one by one, so that a list the store refuses fails only its own
+caller (a full disk fails them all at once: every later save would fail too).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from testio_sync.store import save
+from testio_sync.store.failures import DiskFullError
 
 MAX_TESTS = 150  # tests per grouped save: a transaction stays short for other writers
 
@@ -90,8 +92,12 @@ class GroupedBugSaves:
                 now=max(lists.now for lists in group),
                 reject_reasons=group[-1].reject_reasons,
             )
-        except Exception as exc:  # each caller gets the save's own error
-            for lists in group:
+        except Exception as exc:
+            if len(group) > 1 and not isinstance(exc, DiskFullError):
+                for lists in group:  # the transaction rolled back: nothing of them is stored
+                    await self._save([lists])
+                return
+            for lists in group:  # each caller gets the save's own error
                 if not lists.done.done():
                     lists.done.set_exception(exc)
             return

@@ -11,6 +11,7 @@ import pytest
 from testio_sync.errors import StoreError
 from testio_sync.repositories.bug_saves import GroupedBugSaves
 from testio_sync.store import queries, save
+from testio_sync.store.failures import DiskFullError
 from testio_sync.store.models import Bug
 
 from . import payloads as api
@@ -27,17 +28,25 @@ def stored(db, now: datetime) -> None:
 class GatedWrite:
     """A writer whose first save waits for the test's go: later lists queue behind it."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(
+        self, fail: bool = False, refused: int | None = None, full_disk: bool = False
+    ) -> None:
         self.calls: list[list[int]] = []
         self.go = asyncio.Event()
         self.fail = fail
+        self.full_disk = full_disk
+        self.refused = refused  # a test whose list the store refuses, alone or grouped
 
     async def __call__(self, fn: Any, test_ids: list[int], *args: Any, **kwargs: Any) -> Any:
         self.calls.append(list(test_ids))
         if len(self.calls) == 1:
             await self.go.wait()
         elif self.fail:
-            raise StoreError("Cannot save bugs: disk full")
+            if self.full_disk:
+                raise DiskFullError("Cannot save bugs: the disk is full")
+            raise StoreError("Cannot save bugs: the store is read-only")
+        elif self.refused in test_ids:
+            raise StoreError(f"Cannot save bugs of test {self.refused}")
         return fn(test_ids, *args, **kwargs)
 
 
@@ -72,9 +81,10 @@ def test_lists_waiting_for_a_save_are_saved_in_one_call_each_with_its_own_count(
     assert all(queries.get_test(t).bugs_synced_at == now for t in TESTS)
 
 
-def test_a_failed_grouped_save_fails_every_caller_it_held(stored, now: datetime) -> None:
+def waiting_lists(write: GatedWrite, now: datetime) -> list[Any]:
+    """Test 101's list at the writer, then 102's and 103's queued behind it (one group)."""
+
     async def run() -> list[Any]:
-        write = GatedWrite(fail=True)
         saves = GroupedBugSaves(write)
         first = asyncio.create_task(saves.save([101], {101: [api.bug(1, test_id=101)]}, now=now))
         await asyncio.sleep(0)
@@ -86,8 +96,33 @@ def test_a_failed_grouped_save_fails_every_caller_it_held(stored, now: datetime)
         write.go.set()
         return await asyncio.gather(first, *later, return_exceptions=True)
 
-    first, *later = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_a_list_the_store_refuses_fails_only_its_own_caller(stored, now: datetime) -> None:
+    write = GatedWrite(refused=103)
+    first, second, third = waiting_lists(write, now)
+    assert write.calls == [[101], [102, 103], [102], [103]]  # the group, then one by one
+    assert (first, second) == (1, 1)
+    assert isinstance(third, StoreError)
+    assert sorted(b.id for b in Bug.select()) == [1, 102]
+    assert queries.get_test(102).bugs_synced_at == now
+    assert queries.get_test(103).bugs_synced_at is None
+
+
+def test_a_save_that_keeps_failing_fails_every_caller_it_held(stored, now: datetime) -> None:
+    write = GatedWrite(fail=True)
+    first, *later = waiting_lists(write, now)
     assert first == 1
     assert [type(e) for e in later] == [StoreError, StoreError]
+    assert write.calls == [[101], [102, 103], [102], [103]]
     assert [b.id for b in Bug.select()] == [1]
     assert queries.get_test(102).bugs_synced_at is None
+
+
+def test_a_full_disk_fails_the_group_at_once(stored, now: datetime) -> None:
+    write = GatedWrite(fail=True, full_disk=True)
+    first, *later = waiting_lists(write, now)
+    assert first == 1
+    assert [type(e) for e in later] == [DiskFullError, DiskFullError]
+    assert write.calls == [[101], [102, 103]]  # no list tried again alone
