@@ -20,7 +20,10 @@ misses it, 130 when interrupted.
 
     python scripts/load_team.py [--seconds 60] [--clients 30] [--scale large]
         [--queue-url redis://127.0.0.1:6379/15] [--database-url URL]
-        [--compare-single] [--json]
+        [--think-ms 1000] [--latency-ms 300] [--compare-single] [--json]
+
+``--latency-ms 300`` (the low end of production's latencies) spreads the sync over
+about half the minute, as a real API does; 0 makes it as dense in CPU as it can be.
 """
 
 from __future__ import annotations
