@@ -692,12 +692,14 @@ async def test_progress_relay_only_ever_grows_across_phases() -> None:
         SyncProgress(phase="features", products_done=3, products_total=3),
         SyncProgress(phase="new_tests", products_done=1, products_total=3, tests_found=9),
         SyncProgress(phase="new_tests", products_done=1, products_total=3, tests_found=12),
+        # The last phase seen complete: short of 100, so that "finished" still goes out.
+        SyncProgress(phase="new_tests", products_done=3, products_total=3, tests_found=40),
         SyncProgress(phase=None, products_done=3, products_total=3, message="finished"),
     ]
     for step in steps:
         await relay(step)
 
-    assert [done for done, _, _ in sent] == [0.0, 33.3, 66.7, 77.8, 100.0]
+    assert [done for done, _, _ in sent] == [0.0, 33.3, 66.7, 77.8, 99.9, 100.0]
     assert sent[0][2] == "queued" and sent[-1][2] == "finished"
     assert sent[3][2] == "new_tests: 1/3 products, 9 tests found"
 

@@ -116,8 +116,8 @@ def run_answer(view: RunView, *, attached: bool | None = None) -> dict[str, Any]
 class ProgressRelay:
     """Turns a run's progress into monotonic MCP progress (0-100) with a readable message.
 
-    Each phase gets an equal share; within a phase, products done of total.
-    Only increases are sent, as the protocol requires progress to grow.
+    Each phase gets an equal share; within a phase, products done of total; 100 only
+    once the run has finished. Only increases are sent, as the protocol requires.
     """
 
     TOTAL = 100.0
@@ -142,7 +142,9 @@ class ProgressRelay:
             if progress.products_total
             else 0.0
         )
-        return round(self.TOTAL * (index + within) / len(self.phases), 1)
+        # Short of the total until the run has finished: only "finished" may send 100, and
+        # a last phase seen complete first would otherwise leave nothing above it to send.
+        return min(round(self.TOTAL * (index + within) / len(self.phases), 1), self.TOTAL - 0.1)
 
     @staticmethod
     def message_of(progress: SyncProgress) -> str:
