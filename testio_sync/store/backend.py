@@ -86,9 +86,13 @@ def in_ids(db: Any = None) -> str:
     is a semi-join that seq-scans a table the planner has no statistics for, and an
     ``OR`` of two of them always reads the whole table.
     """
-    if is_postgres(db):
-        return f"= ANY(ARRAY{id_list(db)})"
-    return f"IN {id_list(db)}"
+    return in_rows(id_list(db), db)
+
+
+def in_rows(subquery: str, db: Any = None) -> str:
+    """``IN`` a parenthesized subquery, as a condition's right-hand side: on PostgreSQL
+    ``= ANY(ARRAY(...))``, for the reasons ``in_ids`` gives."""
+    return f"= ANY(ARRAY{subquery})" if is_postgres(db) else f"IN {subquery}"
 
 
 def text_list(db: Any = None) -> str:
@@ -99,11 +103,8 @@ def text_list(db: Any = None) -> str:
 
 
 def in_texts(db: Any = None) -> str:
-    """``IN`` one JSON-array parameter of strings (``= ANY(ARRAY(...))`` on PostgreSQL,
-    for the reasons ``in_ids`` gives)."""
-    if is_postgres(db):
-        return f"= ANY(ARRAY{text_list(db)})"
-    return f"IN {text_list(db)}"
+    """``IN`` one JSON-array parameter of strings (``in_rows`` of ``text_list``)."""
+    return in_rows(text_list(db), db)
 
 
 def execute(text: str, params: Sequence[Any] = (), db: Any = None) -> Any:

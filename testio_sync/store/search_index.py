@@ -141,18 +141,15 @@ def _cursor(conn: Any) -> _Cursor:
 
 def _drop(conn: Any, rowid_sql: str, params: list[Any]) -> None:
     cur = _cursor(conn)
+    rows = backend.in_rows(f"({rowid_sql})", conn)
     if not backend.is_postgres(conn):
         # External content: FTS5 removes a document only given the exact text it indexed.
         cur.execute(
             "INSERT INTO search_fts(search_fts, rowid, title, body)"
-            " SELECT 'delete', rowid, title, body FROM search_docs"
-            f" WHERE rowid IN ({rowid_sql})",
+            f" SELECT 'delete', rowid, title, body FROM search_docs WHERE rowid {rows}",
             params,
         )
-    if backend.is_postgres(conn):  # an array: index lookups even without statistics
-        cur.execute(f"DELETE FROM search_docs WHERE rowid = ANY(ARRAY({rowid_sql}))", params)
-    else:
-        cur.execute(f"DELETE FROM search_docs WHERE rowid IN ({rowid_sql})", params)
+    cur.execute(f"DELETE FROM search_docs WHERE rowid {rows}", params)
 
 
 def index(conn: Any, docs: Sequence[Doc]) -> None:
@@ -183,14 +180,15 @@ def index(conn: Any, docs: Sequence[Doc]) -> None:
 
 # PostgreSQL: a document whose text and filters are unchanged is left alone, so its
 # words are not indexed again (no GIN churn, no dead row) when a row changed elsewhere.
+_DOC_FIELDS = COLUMNS.split(", ")[1:]  # all but the key
 _UPSERT_PG = (
     f"INSERT INTO search_docs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (rowid) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
+    + ", ".join(f"{c} = excluded.{c}" for c in _DOC_FIELDS)
     + " WHERE ("
-    + ", ".join(f"search_docs.{c}" for c in COLUMNS.split(", ")[1:])
+    + ", ".join(f"search_docs.{c}" for c in _DOC_FIELDS)
     + ") IS DISTINCT FROM ("
-    + ", ".join(f"excluded.{c}" for c in COLUMNS.split(", ")[1:])
+    + ", ".join(f"excluded.{c}" for c in _DOC_FIELDS)
     + ")"
 )
 
