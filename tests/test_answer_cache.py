@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from peewee import Database
 from sync.support import WITH_BUGS
 from sync.support import sync as run_sync
 from test_analytics import world_bugs, world_tests
@@ -21,8 +22,8 @@ from testsupport import make_settings
 from testio_sync.insights.analytics import MetricsQuery, run_query
 from testio_sync.insights.answer_cache import AnswerCache
 from testio_sync.mcp_server import build_server
-from testio_sync.mcp_server.server import VersionedPage
 from testio_sync.service import SyncService
+from testio_sync.settings import Settings
 from testio_sync.simulator import Simulator
 from testio_sync.store.data_version import data_version
 from testio_sync.store.db import open_store
@@ -38,6 +39,13 @@ def anyio_backend() -> str:
 def sync(service: SyncService) -> None:
     result = run_sync(service, phases=WITH_BUGS)
     assert result.succeeded, result.errors
+
+
+def synced_store(home: Path, url: str) -> tuple[Settings, Database]:
+    """A store synced from the simulator at ``url``, opened: its settings and database."""
+    settings = make_settings(home, url)
+    sync(SyncService(settings))
+    return settings, open_store(settings)
 
 
 def executed_bugs(sim: Simulator) -> int:
@@ -78,9 +86,7 @@ def test_an_answer_is_computed_once_per_data_version_and_again_after_a_sync(
 def test_a_commit_by_another_process_changes_the_sqlite_version(
     fresh_server: tuple[Simulator, str], home: Path, store_backend: str
 ) -> None:
-    settings = make_settings(home, fresh_server[1])
-    sync(SyncService(settings))
-    open_store(settings)
+    settings, _ = synced_store(home, fresh_server[1])
     with data_version() as before, data_version() as same:
         assert before == same and before is not None
     other = sqlite3.connect(settings.db_path)  # not ours: no pool, no peewee
@@ -96,9 +102,7 @@ def test_on_postgresql_the_reads_of_a_version_see_its_snapshot(
     fresh_server: tuple[Simulator, str], home: Path, store_backend: str
 ) -> None:
     """A commit made while a version's block runs is not seen by it, and changes the next."""
-    settings = make_settings(home, fresh_server[1])
-    sync(SyncService(settings))
-    db = open_store(settings)
+    settings, db = synced_store(home, fresh_server[1])
     count = "SELECT COUNT(*) FROM bugs"
     with data_version() as version:
         (before,) = db.execute_sql(count).fetchone()
@@ -140,11 +144,10 @@ async def test_the_tool_answers_the_new_data_after_a_sync(
 def test_a_list_page_is_read_again_only_when_the_data_changed_since(
     fresh_server: tuple[Simulator, str], home: Path, store_backend: str
 ) -> None:
-    """``VersionedPage`` (list_tests, list_bugs): the first read stands until a commit."""
+    """The list tools' pages: a commit through the store's own connections is seen."""
     sim, url = fresh_server
-    settings = make_settings(home, url)
-    sync(SyncService(settings))
-    open_store(settings)
+    synced_store(home, url)
+    pages = AnswerCache()
     reads: list[dict[str, Any]] = []
 
     def read() -> dict[str, Any]:
@@ -152,12 +155,12 @@ def test_a_list_page_is_read_again_only_when_the_data_changed_since(
             reads.append({"names": sorted(p.name for p in Product.select(Product.name))})
         return reads[-1]
 
-    page = VersionedPage(read)
-    assert page.now() is page.data and len(reads) == 1
-    assert page.data["names"] == sorted(p.name for p in sim.world.products.values())
+    first = pages.answer("page", read)
+    assert pages.answer("page", read) == first and len(reads) == 1
+    assert first["names"] == sorted(p.name for p in sim.world.products.values())
 
     with database.connection_context(), database.atomic():
         Product.update(name=Product.name.concat(" (renamed)")).execute()
-    later = page.now()
+    later = pages.answer("page", read)
     assert len(reads) == 2
     assert later["names"] == sorted(f"{p.name} (renamed)" for p in sim.world.products.values())

@@ -10,7 +10,6 @@ working server; that worker stops by itself once idle and no server uses it.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import logging
@@ -56,7 +55,6 @@ from testio_sync.mcp_server.http_auth import HttpAccess, http_access
 from testio_sync.mcp_server.read_through import ReadThrough, with_warnings
 from testio_sync.service import SyncService
 from testio_sync.settings import Settings
-from testio_sync.store.data_version import data_version
 from testio_sync.store.queries import STATUS_BUCKETS
 from testio_sync.sync.lock import EntityLocks
 from testio_sync.sync.types import SyncTrigger
@@ -260,27 +258,6 @@ class WorkerKeeper:
             threading.Thread(target=proc.wait, name="reap-worker", daemon=True).start()
 
 
-class VersionedPage:
-    """A page of the mirror and the data version it was read on (``store/data_version``).
-
-    The list tools read their page, refresh what it shows, and read it again; when the
-    refresh wrote nothing (no commit since), the first read is the answer.
-    """
-
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
-        self._read = read
-        with data_version() as version:
-            self.version = version
-            self.data = read()
-
-    def now(self) -> dict[str, Any]:
-        """The page as the mirror holds it now."""
-        with data_version() as version:
-            if version is not None and version == self.version:
-                return self.data
-            return self._read()
-
-
 # -- the server --------------------------------------------------------------------------
 
 
@@ -295,6 +272,12 @@ def build_server(
     locks = EntityLocks()
     reads = ReadThrough(settings, locks=locks)
     metrics_answers = AnswerCache()  # query_metrics answers, until the data changes
+    pages = AnswerCache()  # list pages: read again only once the data changed
+
+    def kept_page(read: Callable[..., dict[str, Any]], *args: Any) -> Callable[[], Any]:
+        """``read(*args)`` as a call answered from ``pages`` while the data stays the same."""
+        question = (read.__name__, json.dumps(args, default=str))
+        return lambda: pages.answer(question, lambda: read(*args))
 
     async def sync_data(
         ctx: Context,
@@ -375,12 +358,10 @@ def build_server(
     ) -> CallToolResult:
         """List tests of products, newest end first, stale ones refetched; paginated."""
         with tool_errors(settings):
-            page = functools.partial(
-                mcp_tools.list_tests_answer, product_ids, statuses, limit, offset
-            )
-            first = await anyio.to_thread.run_sync(VersionedPage, page)  # validates
-            warnings = await reads.tests([t["id"] for t in first.data["tests"]])
-            return answer(with_warnings(await anyio.to_thread.run_sync(first.now), warnings))
+            page = kept_page(mcp_tools.list_tests_answer, product_ids, statuses, limit, offset)
+            first = await anyio.to_thread.run_sync(page)  # validates, and names the page
+            warnings = await reads.tests([t["id"] for t in first["tests"]])
+            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
     async def get_test_summary(test_id: int) -> CallToolResult:
         """One test with its bug counts by status and severity, refetched when stale."""
@@ -399,7 +380,7 @@ def build_server(
     ) -> CallToolResult:
         """List bugs of tests or products, newest first, stale ones refetched; paginated."""
         with tool_errors(settings):
-            page = functools.partial(
+            page = kept_page(
                 mcp_tools.list_bugs_answer,
                 test_ids,
                 product_ids,
@@ -408,9 +389,9 @@ def build_server(
                 limit,
                 offset,
             )
-            first = await anyio.to_thread.run_sync(VersionedPage, page)  # validates
+            await anyio.to_thread.run_sync(page)  # validates before any API call
             warnings = await reads.bugs(test_ids, product_ids)
-            return answer(with_warnings(await anyio.to_thread.run_sync(first.now), warnings))
+            return answer(with_warnings(await anyio.to_thread.run_sync(page), warnings))
 
     def search(
         query: str,
